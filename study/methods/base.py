@@ -1,0 +1,183 @@
+"""The one shape every unlearning method has, in the spirit of scikit-learn's estimators.
+
+A method is built from a flat dict of hyperparameters (each declared once as a `Hyperparam`,
+which also feeds the CLI help, the search-space validation and the error messages), then
+`unlearn(model, data, callbacks)` modifies and returns the model. Underneath, methods run in
+epochs (`setup`, `run_epoch`), so a Ray Tune Trainable can report and checkpoint between
+epochs through the same object; `state_dict`/`load_state_dict` make that resumable.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from study.data import augment_batch
+from study.errors import UserError
+from study.pipeline import UnlearnData
+
+EpochCallback = Callable[[int, nn.Module, dict], None]
+
+
+@dataclass(frozen=True)
+class Hyperparam:
+    """One declared hyperparameter: its type, default, valid range and meaning."""
+
+    name: str
+    kind: type
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    choices: Sequence[Any] | None = None
+    help: str = ""
+    optional: bool = False  # None is a valid value (e.g. a switch that is off)
+
+    def coerce(self, value: Any, method: str) -> Any:
+        where = f"{method}: hyperparameter {self.name!r}"
+        if value is None:
+            if self.optional:
+                return None
+            raise UserError(f"{where} needs a value")
+        if isinstance(value, str) and self.kind is not str:
+            text = value.strip().lower()
+            if self.optional and text in ("none", "null", "off"):
+                return None
+            if self.kind is bool:
+                if text not in ("true", "false", "1", "0", "yes", "no"):
+                    raise UserError(f"{where} must be true or false, got {value!r}")
+                return text in ("true", "1", "yes")
+            try:
+                value = float(text)
+            except ValueError:
+                raise UserError(f"{where} must be a number, got {value!r}") from None
+        if self.kind is bool:
+            if not isinstance(value, (bool, int)):
+                raise UserError(f"{where} must be true or false, got {value!r}")
+            return bool(value)
+        if self.kind is int:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+                raise UserError(f"{where} must be an integer, got {value!r}")
+            value = int(value)
+        elif self.kind is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+                raise UserError(f"{where} must be a finite number, got {value!r}")
+            value = float(value)
+        if self.choices is not None and value not in self.choices:
+            raise UserError(f"{where} must be one of {list(self.choices)}, got {value!r}")
+        if self.low is not None and value < self.low:
+            raise UserError(f"{where} must be >= {self.low}, got {value!r}")
+        if self.high is not None and value > self.high:
+            raise UserError(f"{where} must be <= {self.high}, got {value!r}")
+        return value
+
+    def describe(self) -> str:
+        bounds = f"one of {list(self.choices)}" if self.choices else (
+            f"[{self.low if self.low is not None else '-inf'}, {self.high if self.high is not None else 'inf'}]")
+        return f"{self.name} ({self.kind.__name__}, default {self.default!r}, {bounds}): {self.help}"
+
+
+class UnlearningMethod:
+    """Base class: subclasses declare `name`, `summary`, `hyperparams`, and implement
+    `setup` and `run_epoch` (or override `unlearn` for one-shot methods)."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    hyperparams: ClassVar[tuple[Hyperparam, ...]] = ()
+
+    def __init__(self, **params: Any):
+        declared = {h.name: h for h in self.hyperparams}
+        unknown = set(params) - set(declared)
+        if unknown:
+            raise UserError(f"{self.name}: unknown hyperparameter(s) {', '.join(sorted(unknown))}; "
+                            f"it takes {', '.join(declared) or 'none'}")
+        self.params = {name: h.coerce(params.get(name, h.default), self.name) for name, h in declared.items()}
+        self.validate()
+        self.model: nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.generator = torch.Generator()
+
+    def validate(self) -> None:
+        """Cross-parameter checks; raise `UserError` before any training starts."""
+
+    def __getattr__(self, item: str) -> Any:
+        params = self.__dict__.get("params", {})
+        if item in params:
+            return params[item]
+        raise AttributeError(item)
+
+    # --- the epoch protocol -------------------------------------------------
+    @property
+    def num_epochs(self) -> int:
+        return int(self.params.get("epochs", 1))
+
+    def setup(self, model: nn.Module, data: UnlearnData) -> None:
+        self.model, self.data = model.to(data.device), data
+        self.generator = torch.Generator().manual_seed(data.seed)
+
+    def run_epoch(self, epoch: int) -> dict[str, float]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def unlearn(self, model: nn.Module, data: UnlearnData,
+                callbacks: Iterable[EpochCallback] = ()) -> nn.Module:
+        """Run every epoch; callbacks see (epoch, model, logs) and their time is excluded from `logs['seconds']`."""
+        callbacks = list(callbacks)
+        self.setup(model, data)
+        for epoch in range(self.num_epochs):
+            start = time.perf_counter()
+            logs = self.run_epoch(epoch)
+            logs["seconds"] = time.perf_counter() - start
+            for callback in callbacks:
+                callback(epoch, self.model, logs)
+        self.model.eval()
+        return self.model
+
+    # --- checkpointing ------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        if self.optimizer is not None and state.get("optimizer") is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+
+
+def sgd(model: nn.Module, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4) -> torch.optim.SGD:
+    """The unlearning optimiser of the reference code (SGD, momentum 0.9, weight decay 5e-4)."""
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def shuffled_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator,
+                     augmentation: str = "none", device: str = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One pass over (x, y) in a random order, augmented as in training."""
+    order = torch.randperm(len(x), generator=generator)
+    for start in range(0, len(x), batch_size):
+        idx = order[start:start + batch_size]
+        yield augment_batch(x[idx], augmentation, generator).to(device), y[idx].to(device)
+
+
+class BatchStream:
+    """An endless stream of shuffled batches (reshuffled each pass) from a set that may be
+    smaller than the number of steps needed: DAU draws fresh forget and validation batches
+    for every retain batch."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator,
+                 device: str = "cpu"):
+        self.x, self.y, self.generator, self.device = x, y, generator, device
+        self.batch_size = min(batch_size, len(x))
+        self._order = torch.zeros(0, dtype=torch.long)
+        self._position = 0
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._position + self.batch_size > len(self._order):
+            self._order = torch.randperm(len(self.x), generator=self.generator)
+            self._position = 0
+        idx = self._order[self._position:self._position + self.batch_size]
+        self._position += self.batch_size
+        return self.x[idx].to(self.device), self.y[idx].to(self.device)

@@ -1,0 +1,64 @@
+"""The paper's unlearning metrics, as SPEC.md pins them (all in percent).
+
+UA = 100 - forget accuracy; RA = retain accuracy; TA = test accuracy; MIA-Efficacy = the
+fraction of forget samples that an RBF SVM (C=3, gamma="auto"), fitted on confidence
+features of retain members vs test non-members, calls non-member; Avg. Disparity = mean
+absolute gap to Retrain over those four. Each is a small pure function of logits/labels so
+that tests can check it by hand.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.svm import SVC
+
+METRIC_NAMES = ("UA", "MIA-Efficacy", "RA", "TA")
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy in percent; NaN for an empty set (nothing to measure)."""
+    if len(labels) == 0:
+        return float("nan")
+    return 100.0 * float((logits.argmax(dim=1) == labels).float().mean())
+
+
+def true_label_confidence(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """Softmax probability of the true label, the headline MIA feature."""
+    probs = torch.softmax(logits.float(), dim=1)
+    return probs.gather(1, labels.view(-1, 1)).squeeze(1).numpy().astype(np.float64)
+
+
+def mia_efficacy(retain_conf: np.ndarray, test_conf: np.ndarray, forget_conf: np.ndarray, seed: int = 0) -> float:
+    """Fit the SVM on members (a retain subset as large as the test set) vs non-members (test);
+    return the percentage of forget samples it predicts as non-member (TN / |forget|)."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    n_members = min(len(retain_conf), len(test_conf))
+    members = retain_conf[rng.choice(len(retain_conf), size=n_members, replace=False)]
+    features = np.concatenate([members, test_conf]).reshape(-1, 1)
+    targets = np.concatenate([np.ones(len(members)), np.zeros(len(test_conf))])
+    classifier = SVC(C=3, gamma="auto", kernel="rbf")
+    classifier.fit(features, targets)
+    predicted = classifier.predict(np.asarray(forget_conf).reshape(-1, 1))
+    return 100.0 * float((predicted == 0).mean())
+
+
+def avg_disparity(metrics: dict[str, float], reference: dict[str, float]) -> float:
+    """Mean absolute difference to the reference (Retrain) over UA, MIA-Efficacy, RA, TA."""
+    return float(np.mean([abs(metrics[name] - reference[name]) for name in METRIC_NAMES]))
+
+
+def unlearning_metrics(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], seed: int = 0) -> dict[str, float]:
+    """UA, RA, TA, MIA-Efficacy from the logits of the retain, forget and test sets
+    (and of the forgotten class's test samples, `test_forget`, when present)."""
+    metrics = {
+        "UA": 100.0 - accuracy(logits["forget"], labels["forget"]),
+        "RA": accuracy(logits["retain"], labels["retain"]),
+        "TA": accuracy(logits["test"], labels["test"]),
+        "MIA-Efficacy": mia_efficacy(
+            true_label_confidence(logits["retain"], labels["retain"]),
+            true_label_confidence(logits["test"], labels["test"]),
+            true_label_confidence(logits["forget"], labels["forget"]), seed=seed),
+    }
+    if "test_forget" in logits and len(labels["test_forget"]):
+        metrics["forget-class TA"] = accuracy(logits["test_forget"], labels["test_forget"])
+    return metrics

@@ -1,0 +1,187 @@
+"""From an experiment config to everything a method needs: data, split, original and Retrain.
+
+The original model (and its OMP-pruned sparse form) and the Retrain gold standard are read
+from the artifact cache, or trained once and stored there, so every run and every Ray trial
+of a study only pays for the unlearning itself and its evaluation.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from study.cache import ArtifactCache, array_digest
+from study.config import ExperimentConfig
+from study.data import ImageDataset, load_dataset
+from study.errors import UserError
+from study.metrics import avg_disparity, unlearning_metrics
+from study.models import Defender, build_model
+from study.pruning import apply_masks, copy_model, masks_of, omp_prune, plain_state_dict
+from study.splits import ForgetSpec, Splits, make_splits, parse_forget_spec
+from study.train import predict_logits, train_model
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class UnlearnData:
+    """The tensors an unlearning method may touch: retain, forget and validation (never test)."""
+
+    retain_x: torch.Tensor
+    retain_y: torch.Tensor
+    forget_x: torch.Tensor
+    forget_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    num_classes: int
+    augmentation: str
+    seed: int
+    device: str = "cpu"
+
+
+@dataclass
+class Prepared:
+    config: ExperimentConfig
+    data: ImageDataset
+    spec: ForgetSpec
+    splits: Splits
+    original: Defender
+    original_seconds: float
+    original_metrics: dict[str, float]
+    retrain: Defender | None
+    retrain_seconds: float | None
+    retrain_metrics: dict[str, float] | None
+    device: str
+
+    def unlearn_data(self) -> UnlearnData:
+        d, s = self.data, self.splits
+        return UnlearnData(d.train_x[s.retain], d.train_y[s.retain], d.train_x[s.forget], d.train_y[s.forget],
+                           d.train_x[s.val], d.train_y[s.val], d.num_classes, d.augmentation,
+                           self.config.seed, self.device)
+
+    def fresh_original(self) -> Defender:
+        """A private copy of the original model (masks kept) for one method to modify."""
+        return copy_model(self.original)
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        """UA, RA, TA, MIA-Efficacy of `model`, plus Avg. Disparity when Retrain's metrics are known."""
+        metrics = evaluate_model(model, self.data, self.splits, self.config.seed, self.device)
+        if self.retrain_metrics is not None:
+            metrics["avg_disparity"] = avg_disparity(metrics, self.retrain_metrics)
+        return metrics
+
+
+def evaluate_model(model: torch.nn.Module, data: ImageDataset, splits: Splits, seed: int,
+                   device: str = "cpu") -> dict[str, float]:
+    sets = {"retain": (data.train_x, splits.retain), "forget": (data.train_x, splits.forget),
+            "test": (data.test_x, splits.test), "test_forget": (data.test_x, splits.test_forget)}
+    labels_of = {"retain": data.train_y, "forget": data.train_y, "test": data.test_y, "test_forget": data.test_y}
+    logits = {name: predict_logits(model, x[idx], device=device) for name, (x, idx) in sets.items() if len(idx)}
+    labels = {name: labels_of[name][idx] for name, (_, idx) in sets.items() if len(idx)}
+    return unlearning_metrics(logits, labels, seed=seed)
+
+
+def _save_model(folder: Path, model: torch.nn.Module, seconds: float, extra: dict | None = None) -> None:
+    torch.save(plain_state_dict(model), folder / "model.pt")
+    masks = masks_of(model)
+    if masks:
+        torch.save(masks, folder / "masks.pt")
+    (folder / "meta.json").write_text(json.dumps({"train_seconds": seconds, **(extra or {})}, indent=2))
+
+
+def load_model_files(folder: Path, model_name: str, in_channels: int, num_classes: int) -> Defender:
+    """Rebuild a model from `model.pt` (plain state dict) and optional `masks.pt`; clear error if corrupted."""
+    model = build_model(model_name, in_channels, num_classes)
+    try:
+        state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        if (folder / "masks.pt").exists():
+            apply_masks(model, torch.load(folder / "masks.pt", map_location="cpu", weights_only=True))
+    except FileNotFoundError as err:
+        raise UserError(f"model file missing: {err.filename}") from err
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError, AttributeError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot load model from {folder}: corrupted or incompatible file ({first_line})") from err
+    return model.eval()
+
+
+def _meta(folder: Path) -> dict:
+    return json.loads((folder / "meta.json").read_text())
+
+
+def _progress_logger(log: Log, what: str, total: int) -> Callable[[int, float], None]:
+    every = max(1, total // 5)
+
+    def report(epoch: int, loss: float) -> None:
+        if epoch % every == 0 or epoch == total:
+            log(f"  {what}: epoch {epoch}/{total}, loss {loss:.4f}")
+
+    return report
+
+
+def prepare(config: ExperimentConfig, cache: ArtifactCache, device: str = "cpu", need_retrain: bool = True,
+            log: Log = print) -> Prepared:
+    """Load data, build the split, and fetch (or train once) the original and Retrain models."""
+    from study.models import MODELS
+
+    if config.model not in MODELS:
+        raise UserError(f"unknown model {config.model!r}; choose one of {', '.join(MODELS)}")
+    if not 0.0 <= config.sparsity < 1.0:
+        raise UserError(f"sparsity {config.sparsity} must be in [0, 1)")
+    config.recipe.validate()
+    data = load_dataset(config.dataset, config.data_root, config.download)
+    spec = parse_forget_spec(config.forget, data.num_classes)
+    splits = make_splits(data.train_y.numpy(), data.test_y.numpy(), spec, config.seed,
+                         val_size=config.val_size, train_size=config.train_size)
+    in_channels = data.image_shape[0]
+
+    def build(role: str, train_idx, key: dict, init: Callable[[], Defender]) -> tuple[Defender, float]:
+        def builder(folder: Path) -> None:
+            log(f"training {role} ({config.model} on {len(train_idx)} {config.dataset} samples, "
+                f"{config.recipe.epochs} epochs) ...")
+            model, seconds = train_model(init(), data.train_x[train_idx], data.train_y[train_idx], config.recipe,
+                                         seed=config.seed, augmentation=data.augmentation, device=device,
+                                         progress=_progress_logger(log, role, config.recipe.epochs))
+            _save_model(folder, model, seconds)
+
+        folder, built = cache.get_or_build(key, builder)
+        if not built:
+            log(f"{role}: reusing cached model {folder}")
+        model = load_model_files(folder, config.model, in_channels, data.num_classes).to(device)
+        return model, float(_meta(folder)["train_seconds"])
+
+    base_key = {"dataset": config.dataset, "model": config.model, "recipe": config.recipe.as_dict(),
+                "seed": config.seed}
+    dense_key = {**base_key, "role": "original", "train": array_digest(splits.train)}
+    original, original_seconds = build("original", splits.train, dense_key,
+                                       lambda: build_model(config.model, in_channels, data.num_classes, config.seed))
+    masks: dict = {}
+    if config.sparsity > 0:
+        sparse_key = {**dense_key, "role": "original-omp", "sparsity": config.sparsity}
+        dense = original
+        original, omp_seconds = build("sparse original (OMP)", splits.train, sparse_key,
+                                      lambda: omp_prune(dense, config.sparsity))
+        original_seconds += omp_seconds
+        masks = masks_of(original)
+
+    retrain = retrain_seconds = retrain_metrics = None
+    if need_retrain:
+        retrain_key = {**base_key, "role": "retrain", "retain": array_digest(splits.retain),
+                       "sparsity": config.sparsity}
+
+        def fresh_retrain_init() -> Defender:
+            # Retrain starts from a fresh initialisation; a sparse Retrain keeps the OMP mask.
+            model = build_model(config.model, in_channels, data.num_classes, config.seed)
+            return apply_masks(model, masks) if masks else model
+
+        retrain, retrain_seconds = build("retrain", splits.retain, retrain_key, fresh_retrain_init)
+        retrain_metrics = evaluate_model(retrain, data, splits, config.seed, device)
+        retrain_metrics["avg_disparity"] = 0.0
+
+    prepared = Prepared(config, data, spec, splits, original, original_seconds, {}, retrain, retrain_seconds,
+                        retrain_metrics, device)
+    prepared.original_metrics = prepared.evaluate(original)
+    return prepared

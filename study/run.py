@@ -1,0 +1,145 @@
+"""`python -m study.run`: unlearn once, compare to Retrain, save a run folder.
+
+Example (the embedded default, ~1 minute on 2 cores):
+    python -m study.run --method dau --out runs/digits-dau
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+import yaml
+
+from study.cache import ArtifactCache
+from study.cli_common import (add_experiment_arguments, experiment_overrides, parse_params, resolve_device,
+                              set_threads)
+from study.config import ExperimentConfig, experiment_from_preset
+from study.errors import UserError, cli_entry
+from study.methods import METHODS, build_method
+from study.metrics import METRIC_NAMES
+from study.pipeline import prepare
+from study.run_folder import write_run_folder
+from study.runner import run_method
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m study.run",
+        description="Unlearn a forget set from a trained classifier with one method and compare it to "
+                    "retraining from scratch (UA, MIA-Efficacy, RA, TA, Avg. Disparity, run time).")
+    parser.add_argument("--method", default=None, help=f"one of {', '.join(METHODS)} (default: dau)")
+    parser.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                        help="method hyperparameter, repeatable (see --list-methods)")
+    parser.add_argument("--no-regularizer", action="store_true",
+                        help="DAU without the Barlow Twins term (same as -p regularizer=false)")
+    parser.add_argument("--config", default=None,
+                        help="YAML/JSON from `python -m study.export` or a run's config.json; flags override it")
+    parser.add_argument("--out", default=None, help="run folder to write (model.pt, metrics.json, config.json, splits)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    parser.add_argument("--eval-every-epoch", action="store_true", help="print the metrics after every epoch")
+    parser.add_argument("--list-methods", action="store_true", help="list methods and their hyperparameters, then exit")
+    add_experiment_arguments(parser)
+    return parser
+
+
+def read_config_file(path: str) -> dict:
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"config file {file} does not exist")
+    try:
+        loaded = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as err:
+        raise UserError(f"config file {file} is not valid YAML/JSON: {str(err).splitlines()[0]}") from err
+    if not isinstance(loaded, dict) or "experiment" not in loaded:
+        raise UserError(f"config file {file} must be a mapping with 'experiment', 'method' and 'params'")
+    return loaded
+
+
+def list_methods() -> None:
+    for name, cls in METHODS.items():
+        print(f"{name}: {cls.summary}")
+        for hyperparam in cls.hyperparams:
+            print(f"    {hyperparam.describe()}")
+
+
+def format_table(rows: list[tuple[str, dict, float | None]], retrain_seconds: float | None) -> str:
+    header = f"{'method':<12}" + "".join(f"{name:>14}" for name in (*METRIC_NAMES, "Avg.Disparity", "time (s)", "time/Retrain"))
+    lines = [header, "-" * len(header)]
+    for name, metrics, seconds in rows:
+        cells = [f"{metrics.get(m, float('nan')):>14.2f}" for m in (*METRIC_NAMES, "avg_disparity")]
+        cells.append(f"{seconds:>14.2f}" if seconds is not None else f"{'-':>14}")
+        ratio = seconds / retrain_seconds if seconds is not None and retrain_seconds else None
+        cells.append(f"{ratio:>14.3f}" if ratio is not None else f"{'-':>14}")
+        lines.append(f"{name:<12}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for package in ("torch", "ray", "optuna", "scikit-learn", "pandas", "numpy"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list_methods:
+        list_methods()
+        return 0
+    file_config = read_config_file(args.config) if args.config else {}
+    method_name = args.method or file_config.get("method") or "dau"
+    params = dict(file_config.get("params") or {}) if method_name == file_config.get("method") else {}
+    params.update(parse_params(args.param))
+    if args.no_regularizer:
+        params["regularizer"] = False
+    method = build_method(method_name, params)  # validates before any training
+
+    if file_config:
+        base = ExperimentConfig.from_dict(file_config["experiment"]).as_dict()
+        overrides = {k: v for k, v in experiment_overrides(args).items() if v is not None}
+        recipe = dict(base.pop("recipe"))
+        if "epochs" in overrides:
+            recipe["epochs"] = overrides.pop("epochs")
+        experiment = ExperimentConfig.from_dict({**base, **overrides, "recipe": recipe})
+    else:
+        experiment = experiment_from_preset(args.preset or "digits", **experiment_overrides(args))
+    set_threads(args.threads)
+    device = resolve_device(args.device)
+    print(f"experiment: {experiment.dataset} / {experiment.model} / forget {experiment.forget} / "
+          f"seed {experiment.seed} / sparsity {experiment.sparsity:g} / device {device}")
+    prepared = prepare(experiment, ArtifactCache(args.cache_dir), device=device)
+    print(f"split: retain {len(prepared.splits.retain)}, forget {len(prepared.splits.forget)}, "
+          f"val {len(prepared.splits.val)}, test {len(prepared.splits.test)}")
+    print(f"running {method.name} with {json.dumps(method.params)}")
+    result = run_method(prepared, method, eval_every_epoch=args.eval_every_epoch)
+
+    rows = [("original", prepared.original_metrics, None), ("retrain", prepared.retrain_metrics, prepared.retrain_seconds)]
+    if method.name not in ("original", "retrain"):
+        rows.append((method.name, result.metrics, result.run_seconds))
+    print()
+    print(format_table(rows, prepared.retrain_seconds))
+    if args.out:
+        config = {"experiment": experiment.as_dict(), "method": method.name, "params": method.params,
+                  "versions": package_versions(), "command": "python -m study.run " + " ".join(sys.argv[1:] if argv is None else argv)}
+        metrics = {"method": method.name, "metrics": result.metrics, "run_seconds": result.run_seconds,
+                   "retrain": prepared.retrain_metrics, "retrain_seconds": prepared.retrain_seconds,
+                   "original": prepared.original_metrics,
+                   "time_ratio_to_retrain": result.run_seconds / prepared.retrain_seconds if prepared.retrain_seconds else None,
+                   "epochs": result.epochs}
+        folder = write_run_folder(Path(args.out), result.model, prepared.splits, config, metrics, args.overwrite)
+        print(f"\nwrote {folder}/ (metrics.json, model.pt, config.json, splits.npz)")
+    return 0
+
+
+run = cli_entry(main)
+
+if __name__ == "__main__":
+    run()

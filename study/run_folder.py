@@ -1,0 +1,87 @@
+"""A run folder: everything needed to rebuild and re-check one unlearning run.
+
+Files: `config.json` (experiment + method + hyperparameters), `metrics.json`, `model.pt`
+(plain state dict, masks folded in), `masks.pt` (sparse runs), `splits.npz` (retain, forget,
+val, test, test_forget index arrays). The folder is written under a temporary name and
+renamed when complete, so a crash never leaves a folder that looks finished.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from study.config import ExperimentConfig
+from study.data import ImageDataset, load_dataset
+from study.errors import UserError
+from study.models import Defender
+from study.pipeline import load_model_files
+from study.pruning import masks_of, plain_state_dict
+from study.splits import Splits
+
+
+def write_run_folder(out: Path, model: torch.nn.Module, splits: Splits, config: dict, metrics: dict,
+                     overwrite: bool = False) -> Path:
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise UserError(f"output folder {out} already exists; pass --overwrite or choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        torch.save(plain_state_dict(model), staging / "model.pt")
+        masks = masks_of(model)
+        if masks:
+            torch.save(masks, staging / "masks.pt")
+        splits.save(staging / "splits.npz")
+        (staging / "config.json").write_text(json.dumps(config, indent=2, default=str))
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+@dataclass
+class LoadedRun:
+    """What `load_run` returns: enough to recompute every metric without the project's metric code.
+
+    `data.train_x[splits.retain]` etc. are the exact tensors the model consumes (normalised).
+    """
+
+    model: Defender
+    splits: Splits
+    data: ImageDataset
+    experiment: ExperimentConfig
+    method: str
+    params: dict
+    metrics: dict
+
+
+def load_run(path: str | Path) -> LoadedRun:
+    """Load a run folder written by `python -m study.run --out PATH`.
+
+    Returns the model in eval mode (masks applied), the split indices (retain, forget, val,
+    test, test_forget), the train/test tensors as the model consumes them, the configs and
+    the recorded metrics.
+    """
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise UserError(f"{folder} is not a run folder (no config.json)")
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
+    except json.JSONDecodeError as err:
+        raise UserError(f"{folder}: corrupted JSON ({err})") from err
+    experiment = ExperimentConfig.from_dict(config["experiment"])
+    data = load_dataset(experiment.dataset, experiment.data_root, download=False)
+    splits = Splits.load(folder / "splits.npz")
+    model = load_model_files(folder, experiment.model, data.image_shape[0], data.num_classes)
+    return LoadedRun(model, splits, data, experiment, config.get("method", ""), config.get("params", {}), metrics)

@@ -1,0 +1,52 @@
+"""Run one unlearning method on a prepared experiment and collect its metrics and timings.
+
+Shared by `python -m study.run` and the benchmarks; the Ray Tune Trainable drives the same
+method objects epoch by epoch instead.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from study.methods import UnlearningMethod
+from study.pipeline import Log, Prepared
+from study.pruning import copy_model
+
+
+@dataclass
+class MethodResult:
+    method: str
+    params: dict
+    model: torch.nn.Module
+    metrics: dict[str, float]
+    run_seconds: float
+    epochs: list[dict] = field(default_factory=list)
+
+
+def run_method(prepared: Prepared, method: UnlearningMethod, log: Log = print,
+               eval_every_epoch: bool = False) -> MethodResult:
+    """Apply `method` to a copy of the original model; run time covers the unlearning alone."""
+    if getattr(method, "from_cache", False):
+        model = copy_model(prepared.retrain)
+        return MethodResult(method.name, method.params, model, dict(prepared.retrain_metrics),
+                            float(prepared.retrain_seconds))
+    epochs: list[dict] = []
+    callback_seconds = 0.0  # evaluation and logging between epochs are not unlearning time
+
+    def on_epoch(epoch: int, model: torch.nn.Module, logs: dict) -> None:
+        nonlocal callback_seconds
+        began = time.perf_counter()
+        row = {"epoch": epoch + 1, **logs}
+        if eval_every_epoch:
+            row.update(prepared.evaluate(model))
+        epochs.append(row)
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch",) and isinstance(v, float))
+        log(f"  {method.name}: epoch {epoch + 1}/{method.num_epochs}  {shown}")
+        callback_seconds += time.perf_counter() - began
+
+    start = time.perf_counter()
+    model = method.unlearn(prepared.fresh_original(), prepared.unlearn_data(), callbacks=[on_epoch])
+    seconds = time.perf_counter() - start - callback_seconds
+    return MethodResult(method.name, method.params, model, prepared.evaluate(model), seconds, epochs)

@@ -1,0 +1,37 @@
+"""Shared fixtures: a small, fast digits experiment with its own artifact cache."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from study.cache import ArtifactCache
+from study.config import experiment_from_preset
+from study.pipeline import prepare
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+FAST_EPOCHS = 8  # enough for digits to reach ~97% test accuracy with the small CNN
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("artifact-cache")
+
+
+@pytest.fixture(scope="session")
+def digits_random(cache_dir):
+    return prepare(experiment_from_preset("digits", epochs=FAST_EPOCHS), ArtifactCache(cache_dir), log=lambda s: None)
+
+
+@pytest.fixture(scope="session")
+def digits_classwise(cache_dir):
+    return prepare(experiment_from_preset("digits", epochs=FAST_EPOCHS, forget="class:3"), ArtifactCache(cache_dir),
+                   log=lambda s: None)
+
+
+@pytest.fixture(scope="session")
+def digits_sparse(cache_dir):
+    return prepare(experiment_from_preset("digits", epochs=FAST_EPOCHS, sparsity=0.9), ArtifactCache(cache_dir),
+                   log=lambda s: None)

@@ -1,0 +1,137 @@
+import copy
+
+import pytest
+import torch
+
+from study.errors import UserError
+from study.methods import build_method
+from study.methods.attacker import SelfAttentionAttacker, attack_inputs
+from study.methods.losses import attacker_loss, barlow_twins_loss, defender_adversarial_loss
+from study.pruning import masks_of, prunable_modules
+from study.runner import run_method
+
+FAST_DAU = {"attacker_pretrain_iters": 20, "epochs": 1, "batch_size": 128, "attack_batch_size": 32, "noise_copies": 2}
+
+
+def test_barlow_twins_by_hand_on_4x3():
+    f_forget = torch.tensor([[1.0, 0.0, 2.0], [2.0, 1.0, 0.0], [3.0, 0.0, 1.0], [4.0, 1.0, 3.0]])
+    f_val = torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 1.0], [1.0, 3.0, 3.0], [2.0, 2.0, 0.0]])
+    eps = 1e-5
+
+    def standardise_by_hand(columns):
+        out = []
+        for column in columns:
+            mean = sum(column) / 4
+            var = sum((v - mean) ** 2 for v in column) / 4
+            out.append([(v - mean) / (var + eps) ** 0.5 for v in column])
+        return out  # out[dim][sample]
+
+    zf = standardise_by_hand([[row[d] for row in f_forget.tolist()] for d in range(3)])
+    zv = standardise_by_hand([[row[d] for row in f_val.tolist()] for d in range(3)])
+    c = [[sum(zv[i][n] * zf[j][n] for n in range(4)) / 4 for j in range(3)] for i in range(3)]
+    expected = sum((1 - c[i][i]) ** 2 for i in range(3)) + 5e-3 * sum(
+        c[i][j] ** 2 for i in range(3) for j in range(3) if i != j)
+    assert barlow_twins_loss(f_forget, f_val).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_barlow_twins_zero_for_identical_decorrelated_batches():
+    # columns of a 4x3 Hadamard-like matrix: zero mean, unit variance, mutually orthogonal
+    features = torch.tensor([[1.0, 1.0, 1.0], [1.0, -1.0, -1.0], [-1.0, 1.0, -1.0], [-1.0, -1.0, 1.0]])
+    assert barlow_twins_loss(features, features.clone()).item() == pytest.approx(0.0, abs=1e-4)
+    assert barlow_twins_loss(features, -features).item() == pytest.approx(12.0, rel=1e-3)
+
+
+def test_adversarial_losses_by_hand():
+    member = torch.tensor([[0.0, 2.0]])  # attacker says "member"
+    non_member = torch.tensor([[2.0, 0.0]])
+    confident = attacker_loss(member, non_member)
+    fooled = attacker_loss(non_member, member)
+    assert confident < fooled
+    # non-saturating defender loss is the attacker loss with labels swapped
+    assert defender_adversarial_loss(member, non_member).item() == pytest.approx(fooled.item())
+    assert defender_adversarial_loss(member, non_member, non_saturating=False).item() == pytest.approx(-confident.item())
+
+
+def test_attacker_gradient_reaches_defender(digits_random):
+    defender = digits_random.fresh_original().train()
+    data = digits_random.unlearn_data()
+    attacker = SelfAttentionAttacker(10).eval()
+    generator = torch.Generator().manual_seed(0)
+    inputs = attack_inputs(defender, data.forget_x[:16], data.forget_y[:16], 10, 3, generator)
+    attacker(*inputs)[:, 1].sum().backward()
+    grads = [p.grad for p in defender.parameters() if p.grad is not None]
+    assert grads and sum(float(g.abs().sum()) for g in grads) > 0
+    # sensitivity itself carries gradient (not only the output)
+    defender.zero_grad()
+    outputs, sensitivity, _ = attack_inputs(defender, data.forget_x[:16], data.forget_y[:16], 10, 3, generator)
+    sensitivity.sum().backward()
+    assert sum(float(p.grad.abs().sum()) for p in defender.parameters() if p.grad is not None) > 0
+
+
+def test_one_defender_step_lowers_attacker_objective(digits_random):
+    method = build_method("dau", {**FAST_DAU, "alpha": 1.0, "regularizer": False, "lr": 0.05})
+    method.setup(digits_random.fresh_original(), digits_random.unlearn_data())
+    for _ in range(30):
+        method.attacker_step()
+    data = digits_random.unlearn_data()
+    fx, fy, vx, vy = data.forget_x[:32], data.forget_y[:32], data.val_x[:32], data.val_y[:32]
+
+    def attacker_objective():
+        method.model.train()
+        method.attacker.eval()
+        torch.manual_seed(0)
+        with torch.no_grad():
+            gen = torch.Generator().manual_seed(1)
+            f_in = attack_inputs(method.model, fx, fy, 10, 2, gen)
+            v_in = attack_inputs(method.model, vx, vy, 10, 2, gen)
+            return -attacker_loss(method.attacker(*f_in), method.attacker(*v_in)).item()  # log-likelihood
+
+    before = attacker_objective()
+    # one defender step on exactly this forget/val batch and no retain term
+    method.model.train()
+    method.attacker.eval()
+    gen = torch.Generator().manual_seed(1)
+    f_in = attack_inputs(method.model, fx, fy, 10, 2, gen)
+    v_in = attack_inputs(method.model, vx, vy, 10, 2, gen)
+    loss = defender_adversarial_loss(method.attacker(*f_in), method.attacker(*v_in))
+    method.optimizer.zero_grad()
+    loss.backward()
+    method.optimizer.step()
+    assert attacker_objective() < before
+
+
+def test_masks_survive_dau(digits_sparse):
+    masks = masks_of(digits_sparse.original)
+    result = run_method(digits_sparse, build_method("dau", FAST_DAU), log=lambda s: None)
+    for name, module in prunable_modules(result.model):
+        assert (module.weight[masks[name] == 0] == 0).all()
+
+
+def test_same_seed_same_metrics(digits_random):
+    first = run_method(digits_random, build_method("dau", FAST_DAU), log=lambda s: None)
+    second = run_method(digits_random, build_method("dau", FAST_DAU), log=lambda s: None)
+    assert first.metrics == second.metrics
+    changed = any(not torch.equal(a, b) for a, b in zip(first.model.state_dict().values(),
+                                                          digits_random.original.state_dict().values()))
+    assert changed
+
+
+@pytest.mark.parametrize("params,match", [
+    ({"alpha": -0.1}, "alpha"), ({"noise_copies": 0}, "noise_copies"),
+    ({"attacker_pretrain_iters": 2.5}, "integer"), ({"attacker_pretrain_iters": "ten"}, "number"),
+    ({"no_such": 1}, "unknown hyperparameter"),
+])
+def test_bad_config_refused_before_training(params, match):
+    with pytest.raises(UserError, match=match):
+        build_method("dau", params)
+
+
+def test_classwise_switch_stops_the_adversary(digits_classwise):
+    method = build_method("dau", {**FAST_DAU, "stop_iter": 2, "stop_unlearn_lr": 0.001})
+    method.setup(digits_classwise.fresh_original(), digits_classwise.unlearn_data())
+    method.pretrained = True
+    logs = method.run_epoch(0)
+    assert method.defender_iterations > 2
+    assert method.optimizer.param_groups[0]["lr"] == 0.001
+    # attacker ran only on the first two iterations: its mean loss was averaged over all steps
+    assert "adv_loss" in logs

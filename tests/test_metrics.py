@@ -1,0 +1,55 @@
+import math
+
+import numpy as np
+import torch
+
+from study.metrics import accuracy, avg_disparity, mia_efficacy, true_label_confidence, unlearning_metrics
+
+
+def test_accuracy_by_hand():
+    logits = torch.tensor([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 1, 1, 1])
+    assert accuracy(logits, labels) == 75.0
+    assert math.isnan(accuracy(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long)))
+
+
+def test_true_label_confidence_by_hand():
+    logits = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]])
+    conf = true_label_confidence(logits, torch.tensor([1, 0]))
+    assert np.allclose(conf, [0.5, 0.75])
+
+
+def test_mia_efficacy_separable_and_reversed():
+    members = np.full(50, 0.99)
+    non_members = np.full(50, 0.30)
+    # forget samples that look like non-members are "forgotten": efficacy 100
+    assert mia_efficacy(members, non_members, np.full(20, 0.31)) == 100.0
+    # forget samples that look like members are not: efficacy 0
+    assert mia_efficacy(members, non_members, np.full(20, 0.98)) == 0.0
+    # half and half
+    assert mia_efficacy(members, non_members, np.array([0.98] * 10 + [0.31] * 10)) == 50.0
+
+
+def test_mia_efficacy_uses_a_retain_subset_as_large_as_test():
+    # 1000 member confidences, 10 non-members: the member subset must be 10, so a plain
+    # majority vote would not dominate; a forget point at the non-member value is still TN.
+    members = np.full(1000, 0.95)
+    non_members = np.full(10, 0.2)
+    assert mia_efficacy(members, non_members, np.array([0.2])) == 100.0
+
+
+def test_avg_disparity_by_hand():
+    retrain = {"UA": 10.0, "MIA-Efficacy": 20.0, "RA": 99.0, "TA": 90.0}
+    method = {"UA": 14.0, "MIA-Efficacy": 10.0, "RA": 100.0, "TA": 89.0}
+    assert avg_disparity(method, retrain) == (4 + 10 + 1 + 1) / 4
+    assert avg_disparity(retrain, retrain) == 0.0
+
+
+def test_unlearning_metrics_by_hand():
+    correct = torch.tensor([[5.0, 0.0]] * 4)
+    labels0 = torch.zeros(4, dtype=torch.long)
+    logits = {"retain": correct, "forget": torch.tensor([[5.0, 0.0], [0.0, 5.0]]), "test": correct[:2]}
+    labels = {"retain": labels0, "forget": torch.tensor([0, 0]), "test": labels0[:2]}
+    metrics = unlearning_metrics(logits, labels)
+    assert metrics["UA"] == 50.0 and metrics["RA"] == 100.0 and metrics["TA"] == 100.0
+    assert 0.0 <= metrics["MIA-Efficacy"] <= 100.0
