@@ -1,0 +1,277 @@
+"""`python -m study.tune --space classwise`: search a method's hyperparameters with Ray Tune.
+
+Optuna's TPE sampler (`OptunaSearch`) proposes configurations, ASHA stops poor trials early
+on `avg_disparity` (mode min), each trial is an `UnlearningTrainable` that reads the cached
+original and Retrain models. The original/Retrain artifacts are built once by the driver
+before any trial starts. Results, checkpoints and TensorBoard event files live under
+`<storage>/<name>`; `--resume` continues an interrupted study from there.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from study.cache import DEFAULT_CACHE_DIR, ArtifactCache
+from study.config import PRESETS, experiment_from_preset
+from study.errors import UserError, cli_entry
+from study.spaces import MethodSpace, SearchSpace, available_spaces, load_space
+
+OBJECTIVE = "avg_disparity"
+RANKING_COLUMNS = ("avg_disparity", "UA", "MIA-Efficacy", "RA", "TA", "run_seconds")
+STUDY_FILE = "study.json"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m study.tune",
+        description="Search unlearning hyperparameters with Ray Tune + Optuna (TPE) and ASHA, ranking trials "
+                    "by Avg. Disparity to Retrain. Spaces: " + ", ".join(available_spaces()) + ".")
+    parser.add_argument("--space", required=True, help="a space name from search_spaces/ or a path to a .yaml file")
+    parser.add_argument("--method", default=None, help="only this method of a multi-method space (baselines)")
+    parser.add_argument("--num-samples", type=int, default=None, help="trials per method (default: the space's)")
+    parser.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: the space's)")
+    parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPU cores reserved per trial (default 1)")
+    parser.add_argument("--gpus-per-trial", type=float, default=0.0,
+                        help="GPUs per trial; fractional shares a GPU, e.g. 0.25 = four trials per GPU (default 0)")
+    parser.add_argument("--address", default=None,
+                        help="join an existing Ray cluster (host:port or 'auto'); default: start a local one")
+    parser.add_argument("--storage", default="studies", help="local folder or URI Ray accepts (default ./studies)")
+    parser.add_argument("--name", default=None, help="study name (default: <space>-<dataset>-<time>)")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted study --name in --storage")
+    parser.add_argument("--seed", type=int, default=None, help="experiment seed (split, init); also seeds the sampler")
+    parser.add_argument("--scheduler", choices=("asha", "fifo"), default="asha", help="trial scheduler (default asha)")
+    parser.add_argument("--max-failures", type=int, default=0, help="retries of a failed trial (default 0)")
+    parser.add_argument("--preset", default=None, choices=sorted(PRESETS), help="override the space's preset")
+    parser.add_argument("--dataset", default=None, help="override the space's dataset")
+    parser.add_argument("--model", default=None, help="override the space's model")
+    parser.add_argument("--forget", default=None, help="override the space's forget spec")
+    parser.add_argument("--epochs", type=int, default=None, help="override the original/Retrain recipe epochs")
+    parser.add_argument("--data-root", default=None, help="dataset folder (Fashion-MNIST IDX, CIFAR archive)")
+    parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="artifact cache shared by all trials")
+    parser.add_argument("--top", type=int, default=5, help="trials shown in the final ranking (default 5)")
+    parser.add_argument("--quiet", action="store_true", help="no per-trial progress table")
+    return parser
+
+
+def check_resources(args: argparse.Namespace) -> None:
+    if args.cpus_per_trial <= 0:
+        raise UserError(f"--cpus-per-trial must be positive, got {args.cpus_per_trial}")
+    if args.gpus_per_trial < 0:
+        raise UserError(f"--gpus-per-trial must be 0 or positive, got {args.gpus_per_trial}")
+    if args.gpus_per_trial > 1 and args.gpus_per_trial != int(args.gpus_per_trial):
+        raise UserError("--gpus-per-trial above 1 must be a whole number of GPUs")
+    for flag, value in (("--num-samples", args.num_samples), ("--max-concurrent", args.max_concurrent)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be at least 1")
+
+
+def trial_resources(cpus_per_trial: float, gpus_per_trial: float) -> dict[str, float]:
+    """The resource request of one trial, as Ray receives it (a test checks this mapping)."""
+    return {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
+
+
+def _check_address_reachable(address: str) -> None:
+    if address in ("auto", "local") or address.startswith("ray://") is False and ":" not in address:
+        return
+    host_port = address[len("ray://"):] if address.startswith("ray://") else address
+    host, _, port = host_port.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot reach a Ray cluster at --address {address}: {err}") from None
+
+
+def connect_ray(address: str | None, cpus: float):
+    import logging
+
+    import ray
+
+    repo_root = str(Path(__file__).resolve().parent.parent)
+    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [repo_root, os.environ.get("PYTHONPATH")]))}}
+    if address:
+        _check_address_reachable(address)
+        try:
+            ray.init(address=address, runtime_env=runtime_env, logging_level=logging.ERROR, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise UserError(f"cannot join the Ray cluster at --address {address}: {str(err).splitlines()[0]}") from None
+    else:
+        ray.init(runtime_env=runtime_env, logging_level=logging.ERROR, include_dashboard=False, log_to_driver=False)
+    return ray
+
+
+def base_experiment(space: SearchSpace, args: argparse.Namespace) -> dict:
+    values = dict(space.experiment)
+    preset = args.preset or values.pop("preset", "digits")
+    values.pop("preset", None)
+    overrides = {"dataset": args.dataset, "model": args.model, "forget": args.forget, "epochs": args.epochs,
+                 "data_root": args.data_root, "seed": args.seed}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return experiment_from_preset(preset, **values).as_dict()
+
+
+def prebuild_artifacts(experiment: dict, method_space: MethodSpace, cache: ArtifactCache) -> None:
+    """Train (or find) every original/Retrain the trials will read, once, before they start."""
+    from study.config import ExperimentConfig
+    from study.pipeline import prepare
+
+    seeds = method_space.values_of("seed") or [experiment["seed"]]
+    sparsities = method_space.values_of("sparsity") or [experiment["sparsity"]]
+    forgets = method_space.values_of("forget") or [experiment["forget"]]
+    for seed in seeds:
+        for sparsity in sparsities:
+            for forget in forgets:
+                config = ExperimentConfig.from_dict({**experiment, "seed": seed, "sparsity": sparsity, "forget": forget})
+                prepared = prepare(config, cache, log=lambda message: print(message, flush=True))
+                retrain = prepared.retrain_metrics
+                print(f"artifacts ready: seed {seed}, sparsity {sparsity:g}, forget {forget}: Retrain UA "
+                      f"{retrain['UA']:.2f} MIA {retrain['MIA-Efficacy']:.2f} RA {retrain['RA']:.2f} "
+                      f"TA {retrain['TA']:.2f}; original Avg. Disparity {prepared.original_metrics['avg_disparity']:.2f}",
+                      flush=True)
+
+
+def _param_space(experiment: dict, method_space: MethodSpace, args, threads: int) -> dict:
+    params, experiment_search = method_space.param_space()
+    return {"experiment": {**experiment, **experiment_search}, "method": method_space.method, "params": params,
+            "cache_dir": str(Path(args.cache_dir).resolve()), "threads": threads, "gpus": args.gpus_per_trial}
+
+
+def _tuner(method_space: MethodSpace, param_space: dict, args, space: SearchSpace, storage: str, name: str):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    from study.trainables import UnlearningTrainable
+
+    trainable = tune.with_resources(UnlearningTrainable, trial_resources(args.cpus_per_trial, args.gpus_per_trial))
+    max_concurrent = args.max_concurrent or space.max_concurrent
+    search_alg = None
+    if method_space.uses_optuna:
+        import optuna
+
+        sampler = optuna.samplers.TPESampler(seed=args.seed if args.seed is not None else 0)
+        search_alg = ConcurrencyLimiter(OptunaSearch(sampler=sampler), max_concurrent=max_concurrent)
+    max_epochs = 200
+    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=max_epochs, grace_period=1, reduction_factor=2)
+                 if args.scheduler == "asha" else FIFOScheduler())
+    reporter = None
+    if not args.quiet:
+        reporter = tune.CLIReporter(metric_columns={"avg_disparity": "AvgDisp", "UA": "UA", "MIA-Efficacy": "MIA",
+                                                    "RA": "RA", "TA": "TA", "training_iteration": "epochs"},
+                                    parameter_columns={f"params/{k}": k for k in method_space.search},
+                                    max_report_frequency=30, sort_by_metric=True)
+    run_config = tune.RunConfig(
+        name=name, storage_path=storage, verbose=0 if args.quiet else 1, progress_reporter=reporter,
+        checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=1, checkpoint_at_end=True),
+        failure_config=tune.FailureConfig(max_failures=args.max_failures))
+    tune_config = tune.TuneConfig(metric=OBJECTIVE, mode="min", search_alg=search_alg, scheduler=scheduler,
+                                  num_samples=args.num_samples or space.num_samples,
+                                  max_concurrent_trials=max_concurrent)
+    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+
+
+def ranking_table(frame, top: int) -> str:
+    """Top trials by final Avg. Disparity, with Retrain's values as the reference row."""
+    import pandas as pd
+
+    ok = frame[frame[OBJECTIVE].notna()].sort_values(OBJECTIVE).head(top) if OBJECTIVE in frame else frame.head(0)
+    param_columns = [c for c in frame.columns if c.startswith("config/params/") and frame[c].nunique(dropna=True) > 1]
+    rows = []
+    for _, row in ok.iterrows():
+        entry = {"trial": row.get("trial_id", "")}
+        entry.update({c: row.get(c) for c in RANKING_COLUMNS})
+        entry.update({c.removeprefix("config/params/"): row.get(c) for c in param_columns})
+        rows.append(entry)
+    if len(ok):
+        reference = {"trial": "Retrain", **{c: ok.iloc[0].get(f"retrain/{c}") for c in RANKING_COLUMNS}}
+        reference["avg_disparity"], reference["run_seconds"] = 0.0, ok.iloc[0].get("retrain_seconds")
+        rows.append(reference)
+    table = pd.DataFrame(rows)
+    return table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def run_study(args: argparse.Namespace) -> int:
+    check_resources(args)
+    space = load_space(args.space)
+    method_spaces = [m for m in space.methods if args.method is None or m.method == args.method]
+    if not method_spaces:
+        raise UserError(f"space {space.name} has no method {args.method!r}; it has "
+                        f"{', '.join(m.method for m in space.methods)}")
+    experiment = base_experiment(space, args)
+    storage = args.storage if "://" in args.storage else str(Path(args.storage).resolve())
+    if args.resume and not args.name:
+        raise UserError("--resume needs --name: the study to continue")
+    name = args.name or f"{space.name}-{experiment['dataset']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    multi = len(space.methods) > 1
+    cache = ArtifactCache(args.cache_dir)
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # keep the experiment state fresh for --resume
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+    if args.resume:
+        for method_space in method_spaces:
+            study_dir = Path(storage) / name / (method_space.method if multi else "")
+            if "://" not in storage and not (study_dir / STUDY_FILE).exists():
+                raise UserError(f"no study to resume at {study_dir}")
+
+    ray = connect_ray(args.address, args.cpus_per_trial)
+    if args.gpus_per_trial > 0 and ray.cluster_resources().get("GPU", 0) < args.gpus_per_trial:
+        raise UserError(f"--gpus-per-trial {args.gpus_per_trial} asked for, but the Ray cluster has "
+                        f"{ray.cluster_resources().get('GPU', 0):g} GPUs")
+    threads = max(1, int(args.cpus_per_trial))
+    failures = 0
+    for method_space in method_spaces:
+        study_storage = str(Path(storage) / name) if multi and "://" not in storage else storage
+        study_name = method_space.method if multi else name
+        study_dir = Path(study_storage) / study_name
+        print(f"\n== study {study_dir} : {method_space.method} on {experiment['dataset']}/{experiment['model']}, "
+              f"forget {experiment['forget']} ==", flush=True)
+        prebuild_artifacts(experiment, method_space, cache)
+        param_space = _param_space(experiment, method_space, args, threads)
+        if args.resume:
+            from ray import tune
+
+            from study.trainables import UnlearningTrainable
+
+            tuner = tune.Tuner.restore(str(study_dir), trainable=tune.with_resources(
+                UnlearningTrainable, trial_resources(args.cpus_per_trial, args.gpus_per_trial)),
+                resume_unfinished=True, resume_errored=True)
+        else:
+            tuner = _tuner(method_space, param_space, args, space, study_storage, study_name)
+        started = time.perf_counter()
+        results = tuner.fit()
+        elapsed = time.perf_counter() - started
+        frame = results.get_dataframe()
+        errors = [r for r in results if r.error is not None]
+        failures += len(errors)
+        if "://" not in storage:
+            (study_dir / STUDY_FILE).write_text(json.dumps({
+                "space": space.name, "space_file": str(space.path), "method": method_space.method,
+                "experiment": experiment, "objective": OBJECTIVE, "command": " ".join(["python -m study.tune", *sys.argv[1:]]),
+                "wall_seconds": elapsed, "num_trials": len(results), "failed_trials": len(errors)}, indent=2, default=str))
+        print(f"\n{method_space.method}: {len(results)} trials in {elapsed:.0f} s, {len(errors)} failed")
+        for result in errors:
+            print(f"  failed trial {result.path}: {str(result.error).strip().splitlines()[-1]}")
+        if OBJECTIVE in frame:
+            print(ranking_table(frame, args.top))
+        print(f"results: {study_dir}\n  tensorboard --logdir {study_dir}\n"
+              f"  python -m study.export {study_dir} --top 1 --out best.yaml")
+        if len(errors) == len(results):
+            raise UserError(f"every trial of {method_space.method} failed; see the errors above")
+    ray.shutdown()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_study(build_parser().parse_args(argv))
+
+
+run = cli_entry(main)
+
+if __name__ == "__main__":
+    run()
