@@ -75,6 +75,11 @@ def trial_resources(cpus_per_trial: float, gpus_per_trial: float) -> dict[str, f
     return {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
 
 
+def trial_dirname(trial) -> str:
+    """Short trial folder names (Ray's default embeds the whole config and gets unreadable)."""
+    return f"trial_{trial.trial_id}"
+
+
 def _check_address_reachable(address: str) -> None:
     if address in ("auto", "local") or address.startswith("ray://") is False and ":" not in address:
         return
@@ -172,7 +177,7 @@ def _tuner(method_space: MethodSpace, param_space: dict, args, space: SearchSpac
         failure_config=tune.FailureConfig(max_failures=args.max_failures))
     tune_config = tune.TuneConfig(metric=OBJECTIVE, mode="min", search_alg=search_alg, scheduler=scheduler,
                                   num_samples=args.num_samples or space.num_samples,
-                                  max_concurrent_trials=max_concurrent)
+                                  max_concurrent_trials=max_concurrent, trial_dirname_creator=trial_dirname)
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
 
@@ -243,6 +248,13 @@ def run_study(args: argparse.Namespace) -> int:
                 resume_unfinished=True, resume_errored=True)
         else:
             tuner = _tuner(method_space, param_space, args, space, study_storage, study_name)
+        study_meta = {"space": space.name, "space_file": str(space.path), "method": method_space.method,
+                      "experiment": experiment, "objective": OBJECTIVE,
+                      "command": " ".join(["python -m study.tune", *sys.argv[1:]]), "status": "running"}
+        if "://" not in storage:
+            study_dir.mkdir(parents=True, exist_ok=True)
+            if not args.resume:
+                (study_dir / STUDY_FILE).write_text(json.dumps(study_meta, indent=2, default=str))
         started = time.perf_counter()
         results = tuner.fit()
         elapsed = time.perf_counter() - started
@@ -251,9 +263,8 @@ def run_study(args: argparse.Namespace) -> int:
         failures += len(errors)
         if "://" not in storage:
             (study_dir / STUDY_FILE).write_text(json.dumps({
-                "space": space.name, "space_file": str(space.path), "method": method_space.method,
-                "experiment": experiment, "objective": OBJECTIVE, "command": " ".join(["python -m study.tune", *sys.argv[1:]]),
-                "wall_seconds": elapsed, "num_trials": len(results), "failed_trials": len(errors)}, indent=2, default=str))
+                **study_meta, "status": "finished", "wall_seconds": elapsed, "num_trials": len(results),
+                "failed_trials": len(errors)}, indent=2, default=str))
         print(f"\n{method_space.method}: {len(results)} trials in {elapsed:.0f} s, {len(errors)} failed")
         for result in errors:
             print(f"  failed trial {result.path}: {str(result.error).strip().splitlines()[-1]}")

@@ -1,0 +1,1 @@
+"""Analysis of finished (or partly finished) Ray Tune studies: load, rank, export."""

@@ -1,0 +1,97 @@
+"""A study directory (or several) -> one pandas DataFrame, one row per trial.
+
+Trial bookkeeping (status, config, last result, error) comes from Ray Tune's own
+`ExperimentAnalysis`; each trial's per-epoch history is its `progress.csv`, read with pandas,
+to add the best epoch's metrics beside the final ones.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from study.errors import UserError
+
+METRICS = ("avg_disparity", "UA", "MIA-Efficacy", "RA", "TA")
+
+
+def find_study_dirs(path: str | Path) -> list[Path]:
+    """The Ray experiment folders at or below `path` (a multi-method study holds one per method)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise UserError(f"{root} is not a directory")
+    found = sorted({p.parent for p in root.glob("experiment_state-*.json")} |
+                   {p.parent for p in root.glob("*/experiment_state-*.json")})
+    if not found:
+        raise UserError(f"{root} is not a Ray Tune study (no experiment_state-*.json found)")
+    return found
+
+
+def _flatten(prefix: str, values: dict) -> dict:
+    flat = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(f"{name}.", value))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _error_line(trial_dir: Path) -> str:
+    error_file = trial_dir / "error.txt"
+    if not error_file.exists():
+        return "failed (no error file)"
+    lines = [line.strip() for line in error_file.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else "failed"
+
+
+def load_study(path: str | Path) -> pd.DataFrame:
+    """One row per trial of every study folder under `path`."""
+    from ray.tune import ExperimentAnalysis
+
+    rows = []
+    for study_dir in find_study_dirs(path):
+        study_meta = {}
+        if (study_dir / "study.json").exists():
+            study_meta = json.loads((study_dir / "study.json").read_text())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                analysis = ExperimentAnalysis(str(study_dir))
+            except Exception as err:  # Ray raises several types for unreadable state
+                raise UserError(f"cannot read the study at {study_dir}: {err}") from err
+        for trial in analysis.trials:
+            trial_dir = Path(trial.storage.trial_fs_path)
+            row = {"study": str(study_dir), "study_name": study_dir.name, "trial_id": trial.trial_id,
+                   "status": trial.status, "method": trial.config.get("method", study_meta.get("method")),
+                   "trial_dir": str(trial_dir)}
+            row.update(_flatten("params.", trial.config.get("params") or {}))
+            row.update(_flatten("experiment.", trial.config.get("experiment") or {}))
+            last = trial.last_result or {}
+            for key in (*METRICS, "run_seconds", "time_ratio_to_retrain", "attacker_acc", "epoch", "retrain_seconds",
+                        "retrain_free_score"):
+                row[key] = last.get(key)
+            for key in METRICS:
+                row[f"retrain.{key}"] = last.get(f"retrain/{key}")
+            row["error"] = _error_line(trial_dir) if trial.status == "ERROR" else None
+            progress = trial_dir / "progress.csv"
+            history = pd.read_csv(progress) if progress.exists() and progress.stat().st_size else pd.DataFrame()
+            if "avg_disparity" in history and history["avg_disparity"].notna().any():
+                best = history.loc[history["avg_disparity"].idxmin()]
+                row["best_epoch"] = int(best.get("epoch", best.get("training_iteration", 0)))
+                for key in METRICS:
+                    row[f"best.{key}"] = best.get(key)
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        raise UserError(f"{path}: the study has no trials")
+    return frame
+
+
+def finished(frame: pd.DataFrame) -> pd.DataFrame:
+    """Trials that reported the objective, best first."""
+    ok = frame[frame["avg_disparity"].notna() & (frame["status"] != "ERROR")]
+    return ok.sort_values(["avg_disparity", "trial_id"])

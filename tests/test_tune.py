@@ -1,0 +1,181 @@
+"""Small real Ray Tune studies on digits: ranking, TensorBoard, export round trip, kill + resume."""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from study.errors import UserError
+from study.spaces import load_space
+from study.tune import trial_resources
+
+from tests.conftest import FAST_EPOCHS
+
+TINY_SPACE = {
+    "description": "tiny DAU space for tests",
+    "experiment": {"preset": "digits", "forget": "random:10", "seeds": [0]},
+    "method": "dau",
+    "fixed": {"epochs": 2, "attacker_pretrain_iters": 5, "noise_copies": 2, "attack_batch_size": 32},
+    "search": {"lr": {"loguniform": [1e-4, 1e-2]}, "alpha": {"uniform": [0.1, 1.0]}},
+    "study": {"num_samples": 3, "max_concurrent": 2},
+}
+
+
+def write_space(folder: Path, **changes) -> Path:
+    space = {**TINY_SPACE, **changes}
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(space))
+    return path
+
+
+def tune_cli(*args, cache, **kwargs):
+    command = [sys.executable, "-m", "study.tune", *args, "--cache-dir", str(cache), "--epochs", str(FAST_EPOCHS),
+               "--quiet"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory, digits_random, cache_dir):
+    root = tmp_path_factory.mktemp("study")
+    space = write_space(root)
+    result = tune_cli("--space", str(space), "--storage", str(root / "studies"), "--name", "tiny", cache=cache_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root, root / "studies" / "tiny", result.stdout
+
+
+def test_study_prints_the_ranking_and_writes_tensorboard(finished_study):
+    _, study_dir, stdout = finished_study
+    assert "avg_disparity" in stdout and "Retrain" in stdout and "3 trials" in stdout
+    events = glob.glob(str(study_dir / "trial_*" / "events.out.tfevents*"))
+    assert len(events) == 3
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(events[0])
+    accumulator.Reload()
+    assert "ray/tune/avg_disparity" in accumulator.Tags()["scalars"]
+    assert json.loads((study_dir / "study.json").read_text())["method"] == "dau"
+
+
+def test_ranking_matches_the_trials_own_results(finished_study):
+    _, study_dir, _ = finished_study
+    from analysis.load import finished, load_study
+
+    frame = finished(load_study(study_dir))
+    for _, row in frame.iterrows():
+        lines = (Path(row["trial_dir"]) / "result.json").read_text().strip().splitlines()
+        last = json.loads(lines[-1])
+        assert row["avg_disparity"] == pytest.approx(last["avg_disparity"])
+        assert row["UA"] == pytest.approx(last["UA"])
+    assert list(frame["avg_disparity"]) == sorted(frame["avg_disparity"])
+
+
+def test_export_reruns_outside_ray_to_the_same_metrics(finished_study, cache_dir):
+    root, study_dir, _ = finished_study
+    best = root / "best.yaml"
+    exported = subprocess.run([sys.executable, "-m", "study.export", str(study_dir), "--top", "1", "--out", str(best)],
+                              capture_output=True, text=True, timeout=300)
+    assert exported.returncode == 0, exported.stderr
+    config = yaml.safe_load(best.read_text())
+    rerun = subprocess.run([sys.executable, "-m", "study.run", "--config", str(best), "--cache-dir", str(cache_dir),
+                            "--threads", "1", "--out", str(root / "rerun")], capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    metrics = json.loads((root / "rerun" / "metrics.json").read_text())["metrics"]
+    for key in ("UA", "RA", "TA", "MIA-Efficacy"):
+        assert abs(metrics[key] - _trial_metric(study_dir, config, key)) <= 0.5
+
+
+def _trial_metric(study_dir, config, key):
+    trial_dir = study_dir / f"trial_{config['source']['trial_id']}"
+    return json.loads((trial_dir / "result.json").read_text().strip().splitlines()[-1])[key]
+
+
+def _terminated_trials(study_dir: Path) -> dict[str, float]:
+    from analysis.load import load_study
+
+    try:
+        frame = load_study(study_dir)
+    except UserError:
+        return {}
+    done = frame[frame["status"] == "TERMINATED"]
+    return dict(zip(done["trial_id"], done["avg_disparity"]))
+
+
+def test_killed_study_resumes_and_keeps_finished_trials(tmp_path, digits_random, cache_dir):
+    space = write_space(tmp_path, study={"num_samples": 4, "max_concurrent": 1},
+                        fixed={**TINY_SPACE["fixed"], "epochs": 3})
+    storage, name = tmp_path / "studies", "killed"
+    command = [sys.executable, "-m", "study.tune", "--space", str(space), "--storage", str(storage), "--name", name,
+               "--cache-dir", str(cache_dir), "--epochs", str(FAST_EPOCHS), "--quiet", "--scheduler", "fifo"]
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    study_dir = storage / name
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and len(_terminated_trials(study_dir)) < 1:
+            time.sleep(2)
+        time.sleep(3)  # let the driver save its experiment state once more
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    before = _terminated_trials(study_dir)
+    assert 1 <= len(before) < 4, "the kill must land mid-study"
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = _terminated_trials(study_dir)
+    assert len(after) == 4
+    for trial_id, value in before.items():
+        assert after[trial_id] == pytest.approx(value)
+
+
+def test_fractional_gpu_request_reaches_ray():
+    assert trial_resources(1, 0.25) == {"cpu": 1, "gpu": 0.25}
+    from ray import tune
+
+    from study.trainables import UnlearningTrainable
+
+    wrapped = tune.with_resources(UnlearningTrainable, trial_resources(1, 0.25))
+    factory = wrapped.default_resource_request({})
+    assert factory.required_resources.get("GPU") == 0.25
+
+
+def test_every_shipped_space_loads():
+    for name in ("random", "classwise", "sparse", "ablation", "baselines"):
+        space = load_space(name)
+        assert space.methods and space.experiment["seed"] == 0
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"colour": "red"}, "unknown key(s) colour"),
+    ({"search": {"lr": {"loguniform": [0.1, 0.01]}}}, "invalid range"),
+    ({"search": {"lr": {"loguniform": [0, 0.01]}}}, "loguniform needs low > 0"),
+    ({"search": {"alpha": {"uniform": [-1.0, 1.0]}}}, "invalid range"),
+    ({"search": {"learning_rate": {"uniform": [0.1, 1.0]}}}, "unknown key search.learning_rate"),
+    ({"search": {"lr": {"gaussian": [0, 1]}}}, "unknown distribution"),
+    ({"experiment": {"preset": "digits", "colour": 1}}, "experiment.colour"),
+    ({"method": "magic"}, "unknown method"),
+])
+def test_bad_space_files(tmp_path, change, needle):
+    with pytest.raises(UserError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        load_space(str(write_space(tmp_path, **change)))
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--space", "nonexistent"], "unknown search space"),
+    (["--space", "classwise", "--gpus-per-trial", "-1"], "--gpus-per-trial must be 0 or positive"),
+    (["--space", "classwise", "--gpus-per-trial", "0.25"], "GPUs"),
+    (["--space", "classwise", "--address", "127.0.0.1:1"], "cannot reach a Ray cluster"),
+    (["--space", "classwise", "--resume"], "--resume needs --name"),
+    (["--space", "classwise", "--resume", "--name", "never-ran"], "no study to resume"),
+    (["--space", "classwise", "--num-samples", "0"], "--num-samples"),
+])
+def test_bad_tune_input(tmp_path, args, needle):
+    result = subprocess.run([sys.executable, "-m", "study.tune", *args, "--storage", str(tmp_path / "s"),
+                             "--cache-dir", str(tmp_path / "c")], capture_output=True, text=True, timeout=300)
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert result.returncode == 2 and lines and lines[-1].startswith("error: ") and needle in lines[-1], result.stderr
+    assert "Traceback" not in result.stderr
