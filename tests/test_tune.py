@@ -179,3 +179,25 @@ def test_bad_tune_input(tmp_path, args, needle):
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
     assert result.returncode == 2 and lines and lines[-1].startswith("error: ") and needle in lines[-1], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_analysis_rank_cli(finished_study, tmp_path):
+    _, study_dir, _ = finished_study
+    for flag in ([], ["--csv"], ["--markdown"], ["--latex"]):
+        result = subprocess.run([sys.executable, "-m", "analysis.rank", str(study_dir), *flag],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert "Retrain" in result.stdout
+    csv = subprocess.run([sys.executable, "-m", "analysis.rank", str(study_dir), "--csv"],
+                         capture_output=True, text=True, timeout=120).stdout
+    import io
+
+    import pandas as pd
+
+    table = pd.read_csv(io.StringIO(csv))
+    ranked = table[table["trial_id"] != "Retrain"]
+    for _, row in ranked.iterrows():
+        last = json.loads((study_dir / f"trial_{row['trial_id']}" / "result.json").read_text().strip().splitlines()[-1])
+        assert row["avg_disparity"] == pytest.approx(last["avg_disparity"])
+    not_a_study = subprocess.run([sys.executable, "-m", "analysis.rank", str(tmp_path)], capture_output=True, text=True)
+    assert not_a_study.returncode == 2 and "not a Ray Tune study" in not_a_study.stderr

@@ -1,0 +1,82 @@
+"""Every method on one preset, random and class-wise forgetting, in one run: the Table 1 layout.
+
+Writes a Markdown table (UA, MIA-Efficacy, RA, TA, Avg. Disparity, run time and its ratio to
+Retrain's, measured in the same run) to stdout and, with --out, to a file. Use a fresh
+--cache-dir so Retrain's training time is measured on this machine in this run, not read from
+a cache entry built under other load.
+
+    python bench/method_table.py --preset fmnist-proxy --cache-dir /tmp/bench-cache --out docs/method_table_fmnist.md
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from study.cache import ArtifactCache  # noqa: E402
+from study.cli_common import set_threads  # noqa: E402
+from study.config import experiment_from_preset  # noqa: E402
+from study.methods import METHODS, build_method  # noqa: E402
+from study.pipeline import prepare  # noqa: E402
+from study.run import package_versions  # noqa: E402
+from study.runner import run_method  # noqa: E402
+
+COLUMNS = ("UA", "MIA-Efficacy", "RA", "TA", "avg_disparity")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="fmnist-proxy")
+    parser.add_argument("--forget", nargs="+", default=["random:10", "class:0"])
+    parser.add_argument("--methods", nargs="+", default=[m for m in METHODS if m not in ("original", "retrain")])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache-dir", required=True)
+    parser.add_argument("--extra", nargs="*", default=[],
+                        help="LABEL=CONFIG.yaml: also run an exported config (e.g. a tuned DAU) under LABEL")
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    set_threads(args.threads)
+    extras = []
+    for item in args.extra:
+        label, path = item.split("=", 1)
+        extras.append((label, yaml.safe_load(Path(path).read_text())))
+    command = "python bench/method_table.py " + " ".join(sys.argv[1:])
+    lines = [f"Command: `{command}`", "",
+             f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, torch threads {args.threads or 'all'}; "
+             f"versions: {package_versions()}", ""]
+    for forget in args.forget:
+        experiment = experiment_from_preset(args.preset, forget=forget, seed=args.seed)
+        prepared = prepare(experiment, ArtifactCache(args.cache_dir), log=lambda m: print(m, flush=True))
+        retrain_seconds = prepared.retrain_seconds
+        rows = [("Retrain", prepared.retrain_metrics, retrain_seconds), ("Original", prepared.original_metrics, 0.0)]
+        runs = [(name, build_method(name)) for name in args.methods]
+        runs += [(label, build_method(cfg["method"], cfg.get("params"))) for label, cfg in extras]
+        for label, method in runs:
+            began = time.perf_counter()
+            result = run_method(prepared, method, log=lambda m: None)
+            print(f"{forget} {label}: Avg. Disparity {result.metrics['avg_disparity']:.2f}, "
+                  f"{result.run_seconds:.1f} s (wall {time.perf_counter() - began:.1f} s)", flush=True)
+            rows.append((label, result.metrics, result.run_seconds))
+        lines += [f"### {args.preset}, forget {forget}, seed {args.seed} "
+                  f"(retain {len(prepared.splits.retain)}, forget {len(prepared.splits.forget)})", "",
+                  "| method | UA | MIA-Efficacy | RA | TA | Avg. Disparity | run time (s) | time / Retrain |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for label, metrics, seconds in rows:
+            cells = " | ".join(f"{metrics[c]:.2f}" for c in COLUMNS)
+            lines.append(f"| {label} | {cells} | {seconds:.1f} | {seconds / retrain_seconds:.3f} |")
+        lines.append("")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
