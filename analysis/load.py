@@ -19,7 +19,7 @@ METRICS = ("avg_disparity", "UA", "MIA-Efficacy", "RA", "TA")
 
 def find_study_dirs(path: str | Path) -> list[Path]:
     """The Ray experiment folders at or below `path` (a multi-method study holds one per method)."""
-    root = Path(path)
+    root = Path(path).resolve()  # Ray reads relative paths as URIs
     if not root.is_dir():
         raise UserError(f"{root} is not a directory")
     found = sorted({p.parent for p in root.glob("experiment_state-*.json")} |
