@@ -7,6 +7,7 @@ of a study only pays for the unlearning itself and its evaluation.
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -102,7 +103,7 @@ def load_model_files(folder: Path, model_name: str, in_channels: int, num_classe
             apply_masks(model, torch.load(folder / "masks.pt", map_location="cpu", weights_only=True))
     except FileNotFoundError as err:
         raise UserError(f"model file missing: {err.filename}") from err
-    except (RuntimeError, OSError, EOFError, ValueError, KeyError, AttributeError) as err:
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError, AttributeError, pickle.UnpicklingError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"cannot load model from {folder}: corrupted or incompatible file ({first_line})") from err
     return model.eval()

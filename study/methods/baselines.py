@@ -69,7 +69,7 @@ class _SupervisedEpochs(UnlearningMethod):
             loss.backward()
             self.after_backward()
             self.optimizer.step()
-            total, steps = total + float(loss), steps + 1
+            total, steps = total + loss.item(), steps + 1
         return {"loss": total / max(steps, 1)}
 
 
@@ -188,7 +188,7 @@ class SCRUB(UnlearningMethod):
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            total, steps = total + float(loss), steps + 1
+            total, steps = total + loss.item(), steps + 1
         return total / max(steps, 1)
 
     def run_epoch(self, epoch: int) -> dict[str, float]:
