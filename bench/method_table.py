@@ -45,7 +45,7 @@ def main() -> None:
     set_threads(args.threads)
     extras = []
     for item in args.extra:
-        label, path = item.split("=", 1)
+        label, path = item.rsplit("=", 1)
         extras.append((label, yaml.safe_load(Path(path).read_text())))
     command = "python bench/method_table.py " + " ".join(sys.argv[1:])
     lines = [f"Command: `{command}`", "",
