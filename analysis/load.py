@@ -71,8 +71,7 @@ def load_study(path: str | Path) -> pd.DataFrame:
             row.update(_flatten("params.", trial.config.get("params") or {}))
             row.update(_flatten("experiment.", trial.config.get("experiment") or {}))
             last = trial.last_result or {}
-            for key in (*METRICS, "run_seconds", "time_ratio_to_retrain", "attacker_acc", "epoch", "retrain_seconds",
-                        "retrain_free_score"):
+            for key in (*METRICS, "run_seconds", "time_ratio_to_retrain", "attacker_acc", "epoch", "retrain_seconds"):
                 row[key] = last.get(key)
             for key in METRICS:
                 row[f"retrain.{key}"] = last.get(f"retrain/{key}")

@@ -75,13 +75,22 @@ def trial_resources(cpus_per_trial: float, gpus_per_trial: float) -> dict[str, f
     return {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
 
 
+def resourced_trainable(args: argparse.Namespace):
+    """The Trainable with each trial's resource request attached (new studies and --resume alike)."""
+    from ray import tune
+
+    from study.trainables import UnlearningTrainable
+
+    return tune.with_resources(UnlearningTrainable, trial_resources(args.cpus_per_trial, args.gpus_per_trial))
+
+
 def trial_dirname(trial) -> str:
     """Short trial folder names (Ray's default embeds the whole config and gets unreadable)."""
     return f"trial_{trial.trial_id}"
 
 
 def _check_address_reachable(address: str) -> None:
-    if address in ("auto", "local") or address.startswith("ray://") is False and ":" not in address:
+    if address in ("auto", "local") or ":" not in address:
         return
     host_port = address[len("ray://"):] if address.startswith("ray://") else address
     host, _, port = host_port.rpartition(":")
@@ -92,7 +101,7 @@ def _check_address_reachable(address: str) -> None:
         raise UserError(f"cannot reach a Ray cluster at --address {address}: {err}") from None
 
 
-def connect_ray(address: str | None, cpus: float):
+def connect_ray(address: str | None):
     import logging
 
     import ray
@@ -152,9 +161,7 @@ def _tuner(method_space: MethodSpace, param_space: dict, args, space: SearchSpac
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    from study.trainables import UnlearningTrainable
-
-    trainable = tune.with_resources(UnlearningTrainable, trial_resources(args.cpus_per_trial, args.gpus_per_trial))
+    trainable = resourced_trainable(args)
     max_concurrent = args.max_concurrent or space.max_concurrent
     search_alg = None
     if method_space.uses_optuna:
@@ -224,7 +231,7 @@ def run_study(args: argparse.Namespace) -> int:
             if "://" not in storage and not (study_dir / STUDY_FILE).exists():
                 raise UserError(f"no study to resume at {study_dir}")
 
-    ray = connect_ray(args.address, args.cpus_per_trial)
+    ray = connect_ray(args.address)
     if args.gpus_per_trial > 0 and ray.cluster_resources().get("GPU", 0) < args.gpus_per_trial:
         raise UserError(f"--gpus-per-trial {args.gpus_per_trial} asked for, but the Ray cluster has "
                         f"{ray.cluster_resources().get('GPU', 0):g} GPUs")
@@ -241,11 +248,8 @@ def run_study(args: argparse.Namespace) -> int:
         if args.resume:
             from ray import tune
 
-            from study.trainables import UnlearningTrainable
-
-            tuner = tune.Tuner.restore(str(study_dir), trainable=tune.with_resources(
-                UnlearningTrainable, trial_resources(args.cpus_per_trial, args.gpus_per_trial)),
-                resume_unfinished=True, resume_errored=True)
+            tuner = tune.Tuner.restore(str(study_dir), trainable=resourced_trainable(args),
+                                       resume_unfinished=True, resume_errored=True)
         else:
             tuner = _tuner(method_space, param_space, args, space, study_storage, study_name)
         study_meta = {"space": space.name, "space_file": str(space.path), "method": method_space.method,
