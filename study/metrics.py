@@ -12,7 +12,10 @@ import numpy as np
 import torch
 from sklearn.svm import SVC
 
+from study.mia import SIGNALS, metric_attacks
+
 METRIC_NAMES = ("UA", "MIA-Efficacy", "RA", "TA")
+METRIC_MIA_KEYS = tuple(f"mia/{signal}" for signal in SIGNALS)
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -28,12 +31,16 @@ def true_label_confidence(logits: torch.Tensor, labels: torch.Tensor) -> np.ndar
     return probs.gather(1, labels.view(-1, 1)).squeeze(1).numpy().astype(np.float64)
 
 
+def member_subset(num_retain: int, num_test: int, seed: int) -> np.ndarray:
+    """Indices of the retain subset used as members: as large as the test set, seeded."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    return rng.choice(num_retain, size=min(num_retain, num_test), replace=False)
+
+
 def mia_efficacy(retain_conf: np.ndarray, test_conf: np.ndarray, forget_conf: np.ndarray, seed: int = 0) -> float:
     """Fit the SVM on members (a retain subset as large as the test set) vs non-members (test);
     return the percentage of forget samples it predicts as non-member (TN / |forget|)."""
-    rng = np.random.Generator(np.random.PCG64(seed))
-    n_members = min(len(retain_conf), len(test_conf))
-    members = retain_conf[rng.choice(len(retain_conf), size=n_members, replace=False)]
+    members = retain_conf[member_subset(len(retain_conf), len(test_conf), seed)]
     features = np.concatenate([members, test_conf]).reshape(-1, 1)
     targets = np.concatenate([np.ones(len(members)), np.zeros(len(test_conf))])
     classifier = SVC(C=3, gamma="auto", kernel="rbf")
@@ -59,6 +66,27 @@ def unlearning_metrics(logits: dict[str, torch.Tensor], labels: dict[str, torch.
             true_label_confidence(logits["test"], labels["test"]),
             true_label_confidence(logits["forget"], labels["forget"]), seed=seed),
     }
+    metrics.update(metric_mia_efficacies(logits, labels, seed))
     if "test_forget" in logits and len(labels["test_forget"]):
         metrics["forget-class TA"] = accuracy(logits["test_forget"], labels["test_forget"])
     return metrics
+
+
+def metric_mia_efficacies(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], seed: int = 0) -> dict:
+    """The four metric-based MIAs (correctness, confidence, entropy, modified entropy), fitted on
+    the same members (retain subset) vs non-members (test) as the SVM: `mia/<signal>` is the % of
+    forget samples called non-member, `mia/<signal>_bacc` the attack's balanced accuracy on its
+    own training data. In class-wise forgetting no threshold exists for the forgotten class, so
+    these attacks call every forget sample a non-member (efficacy 100), as in the paper."""
+    def probs_and_labels(name: str, subset=None):
+        probs = torch.softmax(logits[name].float(), dim=1).numpy().astype(np.float64)
+        y = labels[name].numpy()
+        return (probs, y) if subset is None else (probs[subset], y[subset])
+
+    members = probs_and_labels("retain", member_subset(len(labels["retain"]), len(labels["test"]), seed))
+    results = metric_attacks(members, probs_and_labels("test"), probs_and_labels("forget"))
+    flat = {}
+    for signal, values in results.items():
+        flat[f"mia/{signal}"] = values["efficacy"]
+        flat[f"mia/{signal}_bacc"] = values["train_balanced_acc"]
+    return flat

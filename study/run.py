@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None, help="run folder to write (model.pt, metrics.json, config.json, splits)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     parser.add_argument("--eval-every-epoch", action="store_true", help="print the metrics after every epoch")
+    parser.add_argument("--retrain-free", action="store_true",
+                        help="never build or read a Retrain model: report held-out attacks and the retrain-free score "
+                             "instead of Avg. Disparity (the production setting)")
     parser.add_argument("--list-methods", action="store_true", help="list methods and their hyperparameters, then exit")
     add_experiment_arguments(parser)
     return parser
@@ -74,6 +77,31 @@ def format_table(rows: list[tuple[str, dict, float | None]], retrain_seconds: fl
         ratio = seconds / retrain_seconds if seconds is not None and retrain_seconds else None
         cells.append(f"{ratio:>14.3f}" if ratio is not None else f"{'-':>14}")
         lines.append(f"{name:<12}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def format_mia_table(rows: list[tuple[str, dict, float | None]]) -> str:
+    """The metric-based MIAs: % of forget samples called non-member (balanced accuracy of the attack)."""
+    from study.mia import SIGNALS
+
+    header = f"{'method':<12}" + "".join(f"{name:>22}" for name in SIGNALS)
+    lines = ["metric-based MIAs: forget samples called non-member, % (attack balanced accuracy on retain vs test, %)",
+             header, "-" * len(header)]
+    for name, metrics, _ in rows:
+        cells = [f"{metrics.get(f'mia/{s}', float('nan')):>12.2f} ({metrics.get(f'mia/{s}_bacc', float('nan')):5.1f})"
+                 for s in SIGNALS]
+        lines.append(f"{name:<12}" + "".join(f"{c:>22}" for c in cells))
+    return "\n".join(lines)
+
+
+def format_retrain_free_table(rows: list[tuple[str, dict]]) -> str:
+    columns = ("retrain_free_score", "retrain_free/forget_gap", "retrain_free/attack_gap", "retrain_free/retain_drop",
+               "retrain_free/val_drop", "heldout/samia_auc", "heldout/rmia_auc")
+    names = [c.split("/")[-1] for c in columns]
+    header = f"{'method':<12}" + "".join(f"{n:>20}" for n in names)
+    lines = [header, "-" * len(header)]
+    for name, values in rows:
+        lines.append(f"{name:<12}" + "".join(f"{values.get(c, float('nan')):>20.3f}" for c in columns))
     return "\n".join(lines)
 
 
@@ -115,17 +143,35 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     print(f"experiment: {experiment.dataset} / {experiment.model} / forget {experiment.forget} / "
           f"seed {experiment.seed} / sparsity {experiment.sparsity:g} / device {device}")
-    prepared = prepare(experiment, ArtifactCache(args.cache_dir), device=device)
+    if args.retrain_free and method.name == "retrain":
+        raise UserError("--retrain-free cannot run the retrain method itself")
+    cache = ArtifactCache(args.cache_dir)
+    prepared = prepare(experiment, cache, device=device, need_retrain=not args.retrain_free)
     print(f"split: retain {len(prepared.splits.retain)}, forget {len(prepared.splits.forget)}, "
           f"val {len(prepared.splits.val)}, test {len(prepared.splits.test)}")
     print(f"running {method.name} with {json.dumps(method.params)}")
     result = run_method(prepared, method, eval_every_epoch=args.eval_every_epoch)
 
-    rows = [("original", prepared.original_metrics, None), ("retrain", prepared.retrain_metrics, prepared.retrain_seconds)]
+    rows = [("original", prepared.original_metrics, None)]
+    if prepared.retrain_metrics is not None:
+        rows.append(("retrain", prepared.retrain_metrics, prepared.retrain_seconds))
     if method.name not in ("original", "retrain"):
         rows.append((method.name, result.metrics, result.run_seconds))
     print()
     print(format_table(rows, prepared.retrain_seconds))
+    print()
+    print(format_mia_table(rows))
+    if args.retrain_free:
+        from study.heldout import RetrainFreeJudge
+
+        print("\nheld-out attacks (fresh SAMIA, offline RMIA) and the retrain-free score (no Retrain model used) ...")
+        judge = RetrainFreeJudge(prepared, cache)
+        prepared.original_metrics.update(judge(prepared.original))
+        judged = [("original", prepared.original_metrics)]
+        if method.name != "original":
+            result.metrics.update(judge(result.model))
+            judged.append((method.name, result.metrics))
+        print(format_retrain_free_table(judged))
     if args.out:
         config = {"experiment": experiment.as_dict(), "method": method.name, "params": method.params,
                   "versions": package_versions(), "command": "python -m study.run " + " ".join(sys.argv[1:] if argv is None else argv)}

@@ -8,8 +8,6 @@ renamed when complete, so a crash never leaves a folder that looks finished.
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from study.models import Defender
 from study.pipeline import load_model_files
 from study.pruning import masks_of, plain_state_dict
 from study.splits import Splits
+from study.staging import staged_folder
 
 
 def write_run_folder(out: Path, model: torch.nn.Module, splits: Splits, config: dict, metrics: dict,
@@ -29,10 +28,7 @@ def write_run_folder(out: Path, model: torch.nn.Module, splits: Splits, config: 
     out = Path(out)
     if out.exists() and not overwrite:
         raise UserError(f"output folder {out} already exists; pass --overwrite or choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
+    with staged_folder(out) as staging:
         torch.save(plain_state_dict(model), staging / "model.pt")
         masks = masks_of(model)
         if masks:
@@ -40,12 +36,6 @@ def write_run_folder(out: Path, model: torch.nn.Module, splits: Splits, config: 
         splits.save(staging / "splits.npz")
         (staging / "config.json").write_text(json.dumps(config, indent=2, default=str))
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 
