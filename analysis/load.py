@@ -15,6 +15,8 @@ import pandas as pd
 from study.errors import UserError
 
 METRICS = ("avg_disparity", "UA", "MIA-Efficacy", "RA", "TA")
+OBJECTIVE_COLUMNS = ("avg_disparity", "retrain_free_score")
+EXTRA_PREFIXES = ("mia/", "heldout/", "retrain_free")  # metric MIAs, held-out attacks, retrain-free score
 
 
 def find_study_dirs(path: str | Path) -> list[Path]:
@@ -66,6 +68,7 @@ def load_study(path: str | Path) -> pd.DataFrame:
         for trial in analysis.trials:
             trial_dir = Path(trial.storage.trial_fs_path)
             row = {"study": str(study_dir), "study_name": study_dir.name, "trial_id": trial.trial_id,
+                   "objective": study_meta.get("objective", "avg_disparity"),
                    "status": trial.status, "method": trial.config.get("method", study_meta.get("method")),
                    "trial_dir": str(trial_dir)}
             row.update(_flatten("params.", trial.config.get("params") or {}))
@@ -75,6 +78,7 @@ def load_study(path: str | Path) -> pd.DataFrame:
                 row[key] = last.get(key)
             for key in METRICS:
                 row[f"retrain.{key}"] = last.get(f"retrain/{key}")
+            row.update({k: v for k, v in last.items() if k.startswith(EXTRA_PREFIXES)})
             row["error"] = _error_line(trial_dir) if trial.status == "ERROR" else None
             progress = trial_dir / "progress.csv"
             history = pd.read_csv(progress) if progress.exists() and progress.stat().st_size else pd.DataFrame()
@@ -90,7 +94,15 @@ def load_study(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def finished(frame: pd.DataFrame) -> pd.DataFrame:
-    """Trials that reported the objective, best first."""
-    ok = frame[frame["avg_disparity"].notna() & (frame["status"] != "ERROR")]
-    return ok.sort_values(["avg_disparity", "trial_id"])
+def default_objective(frame: pd.DataFrame) -> str:
+    """The column the study optimised (from study.json), when its trials reported it."""
+    objectives = frame["objective"].dropna().unique() if "objective" in frame else []
+    return str(objectives[0]) if len(objectives) == 1 else "avg_disparity"
+
+
+def finished(frame: pd.DataFrame, by: str = "avg_disparity") -> pd.DataFrame:
+    """Trials that reported `by` (an objective column), best first; ties broken by trial id."""
+    if by not in frame:
+        return frame.head(0)
+    ok = frame[frame[by].notna() & (frame["status"] != "ERROR")]
+    return ok.sort_values([by, "trial_id"])

@@ -11,19 +11,24 @@ import sys
 
 import pandas as pd
 
-from analysis.load import METRICS, finished, load_study
+from analysis.formatting import markdown_table
+from analysis.load import METRICS, OBJECTIVE_COLUMNS, default_objective, finished, load_study
 from study.errors import UserError, cli_entry
 
 
-def ranking(frame: pd.DataFrame, top: int | None = None) -> pd.DataFrame:
-    """The ranking table: one row per finished trial plus Retrain's reference row."""
-    ok = finished(frame)
+def ranking(frame: pd.DataFrame, top: int | None = None, by: str | None = None) -> pd.DataFrame:
+    """The ranking table by `by` (default: the study's objective): one row per finished trial,
+    plus Retrain's reference row when the trials were measured against Retrain."""
+    by = by or default_objective(frame)
+    ok = finished(frame, by)
     if top:
         ok = ok.head(top)
     searched = [c for c in frame.columns if c.startswith("params.") and frame[c].nunique(dropna=True) > 1]
-    table = ok[["trial_id", "method", *METRICS, "run_seconds", *searched]].copy()
+    shown = [c for c in (*OBJECTIVE_COLUMNS, *METRICS) if c in ok and (c == by or ok[c].notna().any())]
+    shown = list(dict.fromkeys([by, *shown]))
+    table = ok[["trial_id", "method", *shown, "run_seconds", *searched]].copy()
     table.insert(0, "rank", range(1, len(table) + 1))
-    if len(ok):
+    if len(ok) and ok["retrain.UA"].notna().any():
         first = ok.iloc[0]
         reference = {"rank": "", "trial_id": "Retrain", "method": "retrain", "run_seconds": first["retrain_seconds"],
                      **{m: first[f"retrain.{m}"] for m in METRICS}}
@@ -32,54 +37,44 @@ def ranking(frame: pd.DataFrame, top: int | None = None) -> pd.DataFrame:
     return table.rename(columns=lambda c: c.removeprefix("params."))
 
 
-def not_finished(frame: pd.DataFrame) -> pd.DataFrame:
-    rest = frame[~frame.index.isin(finished(frame).index)]
+def not_finished(frame: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
+    rest = frame[~frame.index.isin(finished(frame, by or default_objective(frame)).index)]
     return rest[["trial_id", "method", "status", "error"]]
+
+
+def format_text(table: pd.DataFrame) -> str:
+    return table.to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.rank", description=__doc__.splitlines()[0])
     parser.add_argument("study_dir", nargs="+", help="one or more study folders")
     parser.add_argument("--top", type=int, default=None, help="only the best N trials")
+    parser.add_argument("--by", choices=OBJECTIVE_COLUMNS, default=None,
+                        help="rank by this column (default: the objective the study optimised)")
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--csv", action="store_true", help="CSV instead of a text table")
     output.add_argument("--markdown", action="store_true", help="Markdown table")
     output.add_argument("--latex", action="store_true", help="LaTeX tabular")
     args = parser.parse_args(argv)
     frame = pd.concat([load_study(path) for path in args.study_dir], ignore_index=True)
-    table = ranking(frame, args.top)
+    table = ranking(frame, args.top, args.by)
     if table.empty:
-        print(not_finished(frame).to_string(index=False), file=sys.stderr)
+        print(not_finished(frame, args.by).to_string(index=False), file=sys.stderr)
         raise UserError("no trial of this study finished; nothing to rank")
     if args.csv:
         print(table.to_csv(index=False), end="")
     elif args.markdown:
-        print(table.to_markdown(index=False, floatfmt=".3f") if _has_tabulate() else _markdown(table))
+        print(markdown_table(table))
     elif args.latex:
         print(table.to_latex(index=False, float_format="%.3f"))
     else:
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    failed = not_finished(frame)
+        print(format_text(table))
+    failed = not_finished(frame, args.by)
     if len(failed):
         print(f"\n{len(failed)} trial(s) without a result:", file=sys.stderr)
         print(failed.to_string(index=False), file=sys.stderr)
     return 0
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _markdown(table: pd.DataFrame) -> str:
-    """Markdown without the optional `tabulate` dependency."""
-    cells = lambda row: [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row]  # noqa: E731
-    lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(cells(row)) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines)
 
 
 run = cli_entry(main)

@@ -29,9 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.top < 1:
         raise UserError("--top must be at least 1")
-    from analysis.load import finished, load_study
+    from analysis.load import default_objective, finished, load_study
 
-    frame = finished(load_study(args.study_dir))
+    trials = load_study(args.study_dir)
+    objective = default_objective(trials)
+    frame = finished(trials, objective)
     if args.method:
         frame = frame[frame["method"] == args.method]
     if frame.empty:
@@ -41,12 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     for rank, (_, row) in enumerate(frame.head(args.top).iterrows(), start=1):
         config = trial_config(Path(row["trial_dir"]))
         config["source"] = {"study": row["study"], "trial_id": row["trial_id"], "rank": rank,
-                            "avg_disparity": float(row["avg_disparity"])}
+                            "objective": objective, objective: float(row[objective])}
         target = out if args.top == 1 else out.with_name(f"{out.stem}-{rank}{out.suffix or '.yaml'}")
         partial = target.with_name(f".{target.name}.partial")
         partial.write_text(yaml.safe_dump(config, sort_keys=False))
         partial.replace(target)
-        print(f"wrote {target}: trial {row['trial_id']} ({row['method']}), Avg. Disparity {row['avg_disparity']:.3f}")
+        print(f"wrote {target}: trial {row['trial_id']} ({row['method']}), {objective} {row[objective]:.3f}")
     return 0
 
 

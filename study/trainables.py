@@ -3,8 +3,12 @@
 Class API so a trial can checkpoint between epochs and resume where it stopped. `setup`
 reads the cached original and Retrain models (never retrains them per trial), `step` runs
 one epoch of the method (DAU: attacker pre-training happens inside the first epoch) and
-reports `avg_disparity` (the objective), UA, RA, TA, MIA-Efficacy, the attacker's own
-accuracy, the unlearning run time so far and the losses.
+reports `avg_disparity` (the objective), UA, RA, TA, MIA-Efficacy, the metric-based MIAs, the
+attacker's own accuracy, the unlearning run time so far and the losses.
+
+With `objective: retrain_free` the trial never builds or reads a Retrain model: it reports the
+held-out attacks and `retrain_free_score` (study/heldout.py) instead of Avg. Disparity. With
+`retrain_free_score: true` it reports both, so the two objectives can be compared afterwards.
 """
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ from ray import tune
 
 from study.cache import ArtifactCache
 from study.config import ExperimentConfig
+from study.errors import UserError
+from study.heldout import RetrainFreeJudge
 from study.methods import build_method
 from study.pipeline import prepare
 
@@ -29,15 +35,22 @@ def trial_device(gpus_per_trial: float) -> str:
 
 class UnlearningTrainable(tune.Trainable):
     """config = {"experiment": {...}, "method": name, "params": {...}, "cache_dir": path,
-    "threads": int, "gpus": float}"""
+    "threads": int, "gpus": float, "objective": "avg_disparity" | "retrain_free",
+    "retrain_free_score": bool}"""
 
     def setup(self, config: dict) -> None:
         torch.set_num_threads(max(1, int(config.get("threads", 1))))
         self.device = trial_device(float(config.get("gpus", 0)))
         self.experiment = ExperimentConfig.from_dict(config["experiment"])
         self.method = build_method(config["method"], config.get("params") or {})
-        self.prepared = prepare(self.experiment, ArtifactCache(config["cache_dir"]), device=self.device,
+        retrain_free = config.get("objective", "avg_disparity") == "retrain_free"
+        if retrain_free and getattr(self.method, "from_cache", False):
+            raise UserError("the retrain-free objective cannot evaluate the retrain method itself")
+        cache = ArtifactCache(config["cache_dir"])
+        self.prepared = prepare(self.experiment, cache, device=self.device, need_retrain=not retrain_free,
                                 log=lambda message: None)
+        self.judge = (RetrainFreeJudge(self.prepared, cache)
+                      if retrain_free or config.get("retrain_free_score") else None)
         if not getattr(self.method, "from_cache", False):
             self.method.setup(self.prepared.fresh_original(), self.prepared.unlearn_data())
         self.epochs_done = 0
@@ -56,12 +69,16 @@ class UnlearningTrainable(tune.Trainable):
                 logs = self.method.run_epoch(self.epochs_done)
                 self.run_seconds += time.perf_counter() - start
                 self.epochs_done += 1
-            metrics = self.prepared.evaluate(self.method.model if total_epochs else self.prepared.original)
+            model = self.method.model if total_epochs else self.prepared.original
+            metrics = self.prepared.evaluate(model)
+            if self.judge is not None:
+                metrics.update(self.judge(model))
+        retrain_seconds = self.prepared.retrain_seconds
         result = {**metrics, **{k: v for k, v in logs.items() if isinstance(v, (int, float))},
                   "run_seconds": self.run_seconds, "epoch": self.epochs_done,
-                  "retrain_seconds": self.prepared.retrain_seconds,
-                  "time_ratio_to_retrain": self.run_seconds / self.prepared.retrain_seconds,
                   tune.result.DONE: self.epochs_done >= total_epochs}
+        if retrain_seconds:
+            result.update(retrain_seconds=retrain_seconds, time_ratio_to_retrain=self.run_seconds / retrain_seconds)
         for name, value in (self.prepared.retrain_metrics or {}).items():
             result[f"retrain/{name}"] = value
         return result

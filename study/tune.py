@@ -21,8 +21,7 @@ from study.config import PRESETS, experiment_from_preset
 from study.errors import UserError, cli_entry
 from study.spaces import MethodSpace, SearchSpace, available_spaces, load_space
 
-OBJECTIVE = "avg_disparity"
-RANKING_COLUMNS = ("avg_disparity", "UA", "MIA-Efficacy", "RA", "TA", "run_seconds")
+OBJECTIVES = {"avg_disparity": "avg_disparity", "retrain_free": "retrain_free_score"}  # --objective -> metric
 STUDY_FILE = "study.json"
 
 
@@ -44,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", default=None, help="study name (default: <space>-<dataset>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted study --name in --storage")
     parser.add_argument("--seed", type=int, default=None, help="experiment seed (split, init); also seeds the sampler")
+    parser.add_argument("--objective", choices=sorted(OBJECTIVES), default="avg_disparity",
+                        help="what trials minimise: Avg. Disparity to Retrain (default), or the retrain-free score "
+                             "(held-out attacks + accuracy gaps; no Retrain model is built or read)")
+    parser.add_argument("--retrain-free-score", action="store_true",
+                        help="also report the retrain-free score and held-out attacks (to compare the objectives)")
     parser.add_argument("--scheduler", choices=("asha", "fifo"), default="asha", help="trial scheduler (default asha)")
     parser.add_argument("--max-failures", type=int, default=0, help="retries of a failed trial (default 0)")
     parser.add_argument("--preset", default=None, choices=sorted(PRESETS), help="override the space's preset")
@@ -129,8 +133,9 @@ def base_experiment(space: SearchSpace, args: argparse.Namespace) -> dict:
     return experiment_from_preset(preset, **values).as_dict()
 
 
-def prebuild_artifacts(experiment: dict, method_space: MethodSpace, cache: ArtifactCache) -> None:
-    """Train (or find) every original/Retrain the trials will read, once, before they start."""
+def prebuild_artifacts(experiment: dict, method_space: MethodSpace, cache: ArtifactCache,
+                       need_retrain: bool = True) -> None:
+    """Train (or find) every original (and Retrain, unless retrain-free) the trials will read, once."""
     from study.config import ExperimentConfig
     from study.pipeline import prepare
 
@@ -141,7 +146,15 @@ def prebuild_artifacts(experiment: dict, method_space: MethodSpace, cache: Artif
         for sparsity in sparsities:
             for forget in forgets:
                 config = ExperimentConfig.from_dict({**experiment, "seed": seed, "sparsity": sparsity, "forget": forget})
-                prepared = prepare(config, cache, log=lambda message: print(message, flush=True))
+                prepared = prepare(config, cache, need_retrain=need_retrain,
+                                   log=lambda message: print(message, flush=True))
+                if not need_retrain:
+                    from study.heldout import RetrainFreeJudge
+
+                    RetrainFreeJudge(prepared, cache)  # builds the RMIA reference models once
+                    print(f"artifacts ready (retrain-free): seed {seed}, sparsity {sparsity:g}, forget {forget}",
+                          flush=True)
+                    continue
                 retrain = prepared.retrain_metrics
                 print(f"artifacts ready: seed {seed}, sparsity {sparsity:g}, forget {forget}: Retrain UA "
                       f"{retrain['UA']:.2f} MIA {retrain['MIA-Efficacy']:.2f} RA {retrain['RA']:.2f} "
@@ -152,7 +165,8 @@ def prebuild_artifacts(experiment: dict, method_space: MethodSpace, cache: Artif
 def _param_space(experiment: dict, method_space: MethodSpace, args, threads: int) -> dict:
     params, experiment_search = method_space.param_space()
     return {"experiment": {**experiment, **experiment_search}, "method": method_space.method, "params": params,
-            "cache_dir": str(Path(args.cache_dir).resolve()), "threads": threads, "gpus": args.gpus_per_trial}
+            "cache_dir": str(Path(args.cache_dir).resolve()), "threads": threads, "gpus": args.gpus_per_trial,
+            "objective": args.objective, "retrain_free_score": args.retrain_free_score}
 
 
 def _tuner(method_space: MethodSpace, param_space: dict, args, space: SearchSpace, storage: str, name: str):
@@ -174,38 +188,19 @@ def _tuner(method_space: MethodSpace, param_space: dict, args, space: SearchSpac
                  if args.scheduler == "asha" else FIFOScheduler())
     reporter = None
     if not args.quiet:
-        reporter = tune.CLIReporter(metric_columns={"avg_disparity": "AvgDisp", "UA": "UA", "MIA-Efficacy": "MIA",
-                                                    "RA": "RA", "TA": "TA", "training_iteration": "epochs"},
+        columns = {OBJECTIVES[args.objective]: "objective", "UA": "UA", "MIA-Efficacy": "MIA", "RA": "RA", "TA": "TA",
+                   "training_iteration": "epochs"}
+        reporter = tune.CLIReporter(metric_columns=columns,
                                     parameter_columns={f"params/{k}": k for k in method_space.search},
                                     max_report_frequency=30, sort_by_metric=True)
     run_config = tune.RunConfig(
         name=name, storage_path=storage, verbose=0 if args.quiet else 1, progress_reporter=reporter,
         checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=1, checkpoint_at_end=True),
         failure_config=tune.FailureConfig(max_failures=args.max_failures))
-    tune_config = tune.TuneConfig(metric=OBJECTIVE, mode="min", search_alg=search_alg, scheduler=scheduler,
+    tune_config = tune.TuneConfig(metric=OBJECTIVES[args.objective], mode="min", search_alg=search_alg, scheduler=scheduler,
                                   num_samples=args.num_samples or space.num_samples,
                                   max_concurrent_trials=max_concurrent, trial_dirname_creator=trial_dirname)
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
-
-
-def ranking_table(frame, top: int) -> str:
-    """Top trials by final Avg. Disparity, with Retrain's values as the reference row."""
-    import pandas as pd
-
-    ok = frame[frame[OBJECTIVE].notna()].sort_values(OBJECTIVE).head(top) if OBJECTIVE in frame else frame.head(0)
-    param_columns = [c for c in frame.columns if c.startswith("config/params/") and frame[c].nunique(dropna=True) > 1]
-    rows = []
-    for _, row in ok.iterrows():
-        entry = {"trial": row.get("trial_id", "")}
-        entry.update({c: row.get(c) for c in RANKING_COLUMNS})
-        entry.update({c.removeprefix("config/params/"): row.get(c) for c in param_columns})
-        rows.append(entry)
-    if len(ok):
-        reference = {"trial": "Retrain", **{c: ok.iloc[0].get(f"retrain/{c}") for c in RANKING_COLUMNS}}
-        reference["avg_disparity"], reference["run_seconds"] = 0.0, ok.iloc[0].get("retrain_seconds")
-        rows.append(reference)
-    table = pd.DataFrame(rows)
-    return table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
 def run_study(args: argparse.Namespace) -> int:
@@ -243,7 +238,9 @@ def run_study(args: argparse.Namespace) -> int:
         study_dir = Path(study_storage) / study_name
         print(f"\n== study {study_dir} : {method_space.method} on {experiment['dataset']}/{experiment['model']}, "
               f"forget {experiment['forget']} ==", flush=True)
-        prebuild_artifacts(experiment, method_space, cache)
+        if args.objective == "retrain_free" and method_space.method == "retrain":
+            raise UserError("the retrain-free objective cannot tune the retrain method itself")
+        prebuild_artifacts(experiment, method_space, cache, need_retrain=args.objective != "retrain_free")
         param_space = _param_space(experiment, method_space, args, threads)
         if args.resume:
             from ray import tune
@@ -253,7 +250,7 @@ def run_study(args: argparse.Namespace) -> int:
         else:
             tuner = _tuner(method_space, param_space, args, space, study_storage, study_name)
         study_meta = {"space": space.name, "space_file": str(space.path), "method": method_space.method,
-                      "experiment": experiment, "objective": OBJECTIVE,
+                      "experiment": experiment, "objective": OBJECTIVES[args.objective],
                       "command": " ".join(["python -m study.tune", *sys.argv[1:]]), "status": "running"}
         if "://" not in storage:
             study_dir.mkdir(parents=True, exist_ok=True)
@@ -272,8 +269,11 @@ def run_study(args: argparse.Namespace) -> int:
         print(f"\n{method_space.method}: {len(results)} trials in {elapsed:.0f} s, {len(errors)} failed")
         for result in errors:
             print(f"  failed trial {result.path}: {str(result.error).strip().splitlines()[-1]}")
-        if OBJECTIVE in frame:
-            print(ranking_table(frame, args.top))
+        if OBJECTIVES[args.objective] in frame and "://" not in storage:
+            from analysis.load import load_study
+            from analysis.rank import format_text, ranking
+
+            print(format_text(ranking(load_study(study_dir), args.top, by=OBJECTIVES[args.objective])))
         print(f"results: {study_dir}\n  tensorboard --logdir {study_dir}\n"
               f"  python -m study.export {study_dir} --top 1 --out best.yaml")
         if len(errors) == len(results):

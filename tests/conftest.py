@@ -35,3 +35,16 @@ def digits_classwise(cache_dir):
 def digits_sparse(cache_dir):
     return prepare(experiment_from_preset("digits", epochs=FAST_EPOCHS, sparsity=0.9), ArtifactCache(cache_dir),
                    log=lambda s: None)
+
+
+@pytest.fixture(scope="session")
+def finished_study(tmp_path_factory, digits_random, cache_dir):
+    """A finished 3-trial DAU study on digits that logged both objectives: (root, study dir, stdout)."""
+    from tests.studies import tune_cli, write_space
+
+    root = tmp_path_factory.mktemp("study")
+    space = write_space(root)
+    result = tune_cli("--space", str(space), "--storage", str(root / "studies"), "--name", "tiny",
+                      "--retrain-free-score", cache=cache_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root, root / "studies" / "tiny", result.stdout

@@ -16,37 +16,7 @@ from study.spaces import load_space
 from study.tune import trial_resources
 
 from tests.conftest import FAST_EPOCHS
-
-TINY_SPACE = {
-    "description": "tiny DAU space for tests",
-    "experiment": {"preset": "digits", "forget": "random:10", "seeds": [0]},
-    "method": "dau",
-    "fixed": {"epochs": 2, "attacker_pretrain_iters": 5, "noise_copies": 2, "attack_batch_size": 32},
-    "search": {"lr": {"loguniform": [1e-4, 1e-2]}, "alpha": {"uniform": [0.1, 1.0]}},
-    "study": {"num_samples": 3, "max_concurrent": 2},
-}
-
-
-def write_space(folder: Path, **changes) -> Path:
-    space = {**TINY_SPACE, **changes}
-    path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump(space))
-    return path
-
-
-def tune_cli(*args, cache, **kwargs):
-    command = [sys.executable, "-m", "study.tune", *args, "--cache-dir", str(cache), "--epochs", str(FAST_EPOCHS),
-               "--quiet"]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def finished_study(tmp_path_factory, digits_random, cache_dir):
-    root = tmp_path_factory.mktemp("study")
-    space = write_space(root)
-    result = tune_cli("--space", str(space), "--storage", str(root / "studies"), "--name", "tiny", cache=cache_dir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root, root / "studies" / "tiny", result.stdout
+from tests.studies import TINY_SPACE, write_space
 
 
 def test_study_prints_the_ranking_and_writes_tensorboard(finished_study):
@@ -144,7 +114,10 @@ def test_fractional_gpu_request_reaches_ray():
 
 
 def test_every_shipped_space_loads():
-    for name in ("random", "classwise", "sparse", "ablation", "baselines"):
+    from study.spaces import available_spaces
+
+    assert {"random", "classwise", "sparse", "ablation", "baselines"} <= set(available_spaces())
+    for name in available_spaces():
         space = load_space(name)
         assert space.methods and space.experiment["seed"] == 0
 

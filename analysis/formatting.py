@@ -1,0 +1,65 @@
+"""Shared output helpers for the analysis commands: Markdown tables without `tabulate`,
+"mean ± std" cells, method display names, and report folders written all-or-nothing."""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+from study.errors import UserError
+from study.staging import staged_folder
+
+# The paper's Table 1 order; methods not listed follow in alphabetical order.
+METHOD_ORDER = ("retrain", "original", "ft", "ga", "ff", "iu", "neggrad+", "rl", "l1-sparse", "salun", "scrub", "dau")
+DISPLAY_NAMES = {"retrain": "Retrain", "original": "Original", "ft": "FT", "ga": "GA", "ff": "FF", "iu": "IU",
+                 "neggrad+": "NegGrad+", "rl": "RL", "l1-sparse": "ℓ1-sparse", "salun": "SalUn", "scrub": "SCRUB",
+                 "dau": "DAU"}
+METRIC_NAMES = {"UA": "UA", "MIA-Efficacy": "MIA-Efficacy", "RA": "RA", "TA": "TA",
+                "avg_disparity": "Avg. Disparity", "run_seconds": "run time (s)"}
+
+
+def method_sort_key(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
+def display_name(method: str) -> str:
+    return DISPLAY_NAMES.get(method, method)
+
+
+def mean_std(mean: float, std: float, digits: int = 2) -> str:
+    """'12.34 ± 0.56'; the std is left out when there is one value (std is NaN)."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    if std is None or math.isnan(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
+    """A GitHub Markdown table (no `tabulate` needed); floats shown with `digits` decimals."""
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return "" if math.isnan(value) else f"{value:.{digits}f}"
+        return str(value)
+
+    header = [str(c) for c in table.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+@contextmanager
+def output_folder(out: Path, marker: str) -> Iterator[Path]:
+    """Yield a staging folder that replaces `out` only if the block finishes.
+
+    `out` may already exist only if it holds `marker` (a previous report of the same kind), so
+    regenerating a report never deletes a folder the user made for something else.
+    """
+    out = Path(out)
+    if out.exists() and not (out / marker).exists():
+        raise UserError(f"{out} exists and is not a previous report (no {marker}); choose another --out")
+    with staged_folder(out) as staging:
+        yield staging

@@ -1,0 +1,159 @@
+"""analysis.table / ablation / plots / report on a real finished digits study and on hand-made frames."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import ablation, plots, report, table
+from analysis.load import load_study
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_png(path: Path) -> bool:
+    return path.exists() and path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 1000
+
+
+def _hand_made_ablation() -> pd.DataFrame:
+    rows = []
+    for seed, (ua_on, ua_off) in enumerate([(10.0, 11.0), (12.0, 14.0), (14.0, 17.0)]):
+        for on, ua in ((True, ua_on), (False, ua_off)):
+            rows.append({"trial_id": f"{seed}{int(on)}", "status": "TERMINATED", "method": "dau",
+                         "params.regularizer": on, "params.lr": 0.01, "experiment.seed": seed,
+                         "avg_disparity": ua / 2, "UA": ua, "MIA-Efficacy": 50.0, "RA": 99.0, "TA": 90.0 + seed,
+                         "run_seconds": 1.0, **{f"retrain.{m}": 10.0 for m in ("UA", "MIA-Efficacy", "RA", "TA")},
+                         "retrain.avg_disparity": 0.0, "retrain_seconds": 5.0})
+    return pd.DataFrame(rows)
+
+
+def test_ablation_statistics_by_hand():
+    frame = _hand_made_ablation()
+    assert ablation.on_off_factors(frame) == ["params.regularizer"]
+    levels, tests = ablation.ablation_statistics(frame, "params.regularizer")
+    assert list(levels["regularizer"]) == [True, False]
+    assert levels.loc[0, "UA_mean"] == pytest.approx(12.0) and levels.loc[0, "UA_std"] == pytest.approx(2.0)
+    ua = tests.set_index("metric").loc["UA"]
+    # paired differences (off - on) = 1, 2, 3: mean 2, std 1, t = 2 / (1 / sqrt 3), two-sided p with 2 dof
+    assert ua["difference_mean"] == pytest.approx(2.0) and ua["difference_std"] == pytest.approx(1.0)
+    assert ua["t"] == pytest.approx(2 * math.sqrt(3))
+    from scipy.stats import t as student_t
+
+    assert ua["p_value"] == pytest.approx(2 * student_t.sf(2 * math.sqrt(3), df=2))
+    # a constant difference has no variance to test against: no p-value rather than a fake one
+    assert math.isnan(tests.set_index("metric").loc["TA", "p_value"])
+    assert "regularizer" in ablation.markdown_report(frame, "params.regularizer")
+
+
+def test_ablation_refuses_a_factor_without_pairs():
+    frame = _hand_made_ablation()
+    frame.loc[frame["params.regularizer"] == False, "experiment.seed"] += 10  # noqa: E712
+    from study.errors import UserError
+
+    with pytest.raises(UserError, match="no pair"):
+        ablation.ablation_statistics(frame, "params.regularizer")
+
+
+def test_method_table_mean_and_std_over_seeds():
+    frame = _hand_made_ablation()
+    frame["experiment.sparsity"] = 0.0
+    summary = table.summarize(table.study_runs(frame))
+    assert list(summary["method"]) == ["retrain", "dau"]
+    dau = summary.set_index("method").loc["dau"]
+    assert dau["n"] == 3 and dau["UA_mean"] == pytest.approx(12.0)  # the best configuration (regularizer on)
+    assert dau["TA_std"] == pytest.approx(1.0)
+    wide = table.wide_table(summary)
+    assert wide.loc[1, "UA"] == "12.00 ± 2.00" and wide.loc[0, "method"] == "Retrain"
+
+
+def test_pareto_mask():
+    disparity = np.array([5.0, 3.0, 4.0, 1.0])
+    seconds = np.array([1.0, 2.0, 3.0, 10.0])
+    assert list(plots.pareto_mask(disparity, seconds)) == [True, True, False, True]
+
+
+def test_plots_write_valid_pngs(finished_study, tmp_path):
+    _, study_dir, _ = finished_study
+    frame = load_study(study_dir)
+    assert _is_png(plots.pareto_front(frame, tmp_path / "pareto.png"))
+    rng = np.random.default_rng(0)
+    searched = pd.DataFrame({"trial_id": [f"t{i}" for i in range(12)], "status": "TERMINATED", "method": "dau",
+                             "params.lr": rng.uniform(1e-3, 1e-1, 12), "params.alpha": rng.uniform(0.1, 1.0, 12)})
+    searched["avg_disparity"] = 100 * searched["params.lr"] + rng.normal(0, 0.1, 12)  # lr matters, alpha does not
+    path, scores = plots.importance(searched, tmp_path / "importance.png",
+                                    {"lr": {"loguniform": [1e-3, 1e-1]}, "alpha": {"uniform": [0.1, 1.0]}})
+    assert _is_png(path) and set(scores) == {"lr", "alpha"} and scores["lr"] > scores["alpha"]
+    constant = searched.assign(avg_disparity=1.0)
+    assert plots.importance(constant, tmp_path / "none.png") is None
+    assert _is_png(plots.parallel_coordinates(frame, tmp_path / "parallel.png"))
+    summary = table.summarize(table.study_runs(frame))
+    assert _is_png(plots.metric_bars(summary, tmp_path / "bars.png"))
+    assert _is_png(ablation.ablation_figure(_hand_made_ablation(), "params.regularizer", tmp_path / "ab.png"))
+
+
+def test_report_cli_writes_markdown_html_and_figures(finished_study, tmp_path):
+    _, study_dir, _ = finished_study
+    out = tmp_path / "report"
+    result = subprocess.run([sys.executable, "-m", "analysis.report", str(study_dir), "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    text = (out / "report.md").read_text()
+    for needle in ("Ranking", "Retrain", "python -m study.tune", "torch", "pareto_front.png", "parallel_dau.png"):
+        assert needle in text
+    assert (out / "report.html").read_text().startswith("<!doctype html>")
+    figures = list((out / "figures").glob("*.png"))
+    assert len(figures) >= 3 and all(_is_png(f) for f in figures) and "fANOVA" in text
+    ranking = pd.read_csv(out / "ranking.csv")
+    for _, row in ranking[ranking["trial_id"] != "Retrain"].iterrows():
+        last = json.loads((study_dir / f"trial_{row['trial_id']}" / "result.json").read_text().strip().splitlines()[-1])
+        assert row["avg_disparity"] == pytest.approx(last["avg_disparity"])
+    again = subprocess.run([sys.executable, "-m", "analysis.report", str(study_dir), "--out", str(out)],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr  # regenerating a report replaces it
+
+
+def test_table_cli(finished_study):
+    _, study_dir, _ = finished_study
+    result = subprocess.run([sys.executable, "-m", "analysis.table", str(study_dir)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "| Retrain |" in result.stdout and "| DAU |" in result.stdout
+
+
+@pytest.mark.parametrize("module", ["analysis.rank", "analysis.table", "analysis.ablation", "analysis.report",
+                                    "analysis.selection"])
+def test_analysis_commands_refuse_a_folder_that_is_not_a_study(module, tmp_path):
+    extra = ["--out", str(tmp_path / "r")] if module == "analysis.report" else []
+    result = subprocess.run([sys.executable, "-m", module, str(tmp_path), *extra], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "not a Ray Tune study" in result.stderr
+    assert "Traceback" not in result.stderr
+    missing = subprocess.run([sys.executable, "-m", module, str(tmp_path / "nope"), *extra], capture_output=True,
+                             text=True, timeout=120)
+    assert missing.returncode == 2 and "is not a directory" in missing.stderr
+
+
+def test_report_with_only_failed_trials_exits_non_zero_and_writes_nothing(monkeypatch, tmp_path, capsys):
+    failed = pd.DataFrame([{"trial_id": "a1", "method": "dau", "status": "ERROR", "error": "TrainingDiverged: NaN",
+                            "avg_disparity": None, "objective": "avg_disparity"}])
+    monkeypatch.setattr(report, "load_study", lambda path: failed)
+    with pytest.raises(SystemExit) as exit_info:
+        report.run([str(tmp_path), "--out", str(tmp_path / "r")])
+    assert exit_info.value.code == 2 and not (tmp_path / "r").exists()
+    captured = capsys.readouterr()
+    assert "nothing to report" in captured.err and "TrainingDiverged" in captured.out
+
+
+def test_report_refuses_to_overwrite_a_folder_that_is_not_a_report(finished_study, tmp_path):
+    _, study_dir, _ = finished_study
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("keep me")
+    result = subprocess.run([sys.executable, "-m", "analysis.report", str(study_dir), "--out", str(precious)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "not a previous report" in result.stderr
+    assert (precious / "thesis.tex").read_text() == "keep me"
