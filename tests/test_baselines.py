@@ -146,3 +146,11 @@ def test_woodbury_matches_dense_solve():
     g, v = torch.randn(4, 9), torch.randn(9)
     dense = 0.5 * torch.eye(9) + g.T @ g / 4
     assert torch.allclose(woodbury_inverse_fisher_product(g, v, 0.5), torch.linalg.solve(dense, v), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_same_seed_gives_the_same_metrics(digits_random, name):
+    first = run_method(digits_random, build_method(name, FAST[name]), log=lambda s: None)
+    second = run_method(digits_random, build_method(name, FAST[name]), log=lambda s: None)
+    for key in ("UA", "RA", "TA", "MIA-Efficacy", "avg_disparity"):
+        assert first.metrics[key] == second.metrics[key], key
