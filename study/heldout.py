@@ -43,6 +43,7 @@ from study.train import predict_logits, train_model
 RMIA_OFFLINE_A = 0.3  # RMIA's offline scaling of the reference-model probability (their default)
 RMIA_POPULATION = 1000  # population samples z drawn from the test set
 ATTACKER_STEPS = 300  # Adam steps for the fresh SAMIA attacker (converges on the proxy's 500 vs 1000)
+ATTACKER_PASSES = 40  # ...but no more than this many passes over a small fit set (digits: 63 samples)
 ATTACKER_BATCH = 64
 MIN_NONMEMBERS = 4  # per validation half; fewer cannot give a meaningful AUC
 
@@ -109,6 +110,7 @@ def samia_heldout(model, prepared: Prepared, split: HeldoutSplit, steps: int = A
         optimizer = torch.optim.Adam(attacker.parameters(), lr=1e-3)
         rng = np.random.Generator(np.random.PCG64([seed, 11]))
         batch = min(ATTACKER_BATCH, len(feats["mf"]), len(feats["nf"]))
+        steps = min(steps, ATTACKER_PASSES * -(-len(feats["mf"]) // batch))
         attacker.train()
         for _ in range(steps):
             members = feats["mf"][rng.choice(len(feats["mf"]), batch, replace=False)]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.svm import SVC
 
 from study.mia import SIGNALS, metric_attacks
 
@@ -43,6 +42,8 @@ def mia_efficacy(retain_conf: np.ndarray, test_conf: np.ndarray, forget_conf: np
     members = retain_conf[member_subset(len(retain_conf), len(test_conf), seed)]
     features = np.concatenate([members, test_conf]).reshape(-1, 1)
     targets = np.concatenate([np.ones(len(members)), np.zeros(len(test_conf))])
+    from sklearn.svm import SVC  # imported here: sklearn costs every CLI a second and a half at start-up
+
     classifier = SVC(C=3, gamma="auto", kernel="rbf")
     classifier.fit(features, targets)
     predicted = classifier.predict(np.asarray(forget_conf).reshape(-1, 1))

@@ -12,7 +12,6 @@ columns: Mentr(p, y) = −(1 − p_y) log p_y − Σ_{i≠y} p_i log(1 − p_i).
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
 
 LOG_FLOOR = 1e-30  # keeps log(0) finite for saturated softmax outputs
 SIGNALS = ("correctness", "confidence", "entropy", "modified_entropy")
@@ -96,6 +95,8 @@ def roc_summary(member_scores: np.ndarray, nonmember_scores: np.ndarray,
     """AUC and TPR at each FPR in `fprs` for scores that are higher for members."""
     scores = np.concatenate([member_scores, nonmember_scores])
     truth = np.concatenate([np.ones(len(member_scores)), np.zeros(len(nonmember_scores))])
+    from sklearn.metrics import roc_auc_score, roc_curve  # lazy: keeps CLI start-up fast
+
     summary = {"auc": float(roc_auc_score(truth, scores))}
     fpr, tpr, _ = roc_curve(truth, scores)
     for limit in fprs:

@@ -71,6 +71,8 @@ class UnlearningTrainable(tune.Trainable):
                 self.epochs_done += 1
             model = self.method.model if total_epochs else self.prepared.original
             metrics = self.prepared.evaluate(model)
+            # Every epoch, even when only logged: ASHA may stop a trial after any epoch, and a trial
+            # without the score would drop out of the comparison of objectives (analysis.selection).
             if self.judge is not None:
                 metrics.update(self.judge(model))
         retrain_seconds = self.prepared.retrain_seconds

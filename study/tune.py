@@ -203,6 +203,24 @@ def _tuner(method_space: MethodSpace, param_space: dict, args, space: SearchSpac
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
 
+def expected_trials(method_space: MethodSpace, num_samples: int) -> int:
+    """How many trials a complete study of this space has: num_samples per grid point."""
+    count = num_samples
+    for values in method_space.grid.values():
+        count *= len(values)
+    return count
+
+
+def unfinished_trials(study_dir: Path, expected: int) -> int:
+    """Trials of a local study that neither terminated nor errored (never started ones included):
+    nonzero after Ctrl+C, which Ray Tune turns into an early, quiet return from `fit()`."""
+    from analysis.load import load_study
+
+    frame = load_study(study_dir)
+    done = int(frame["status"].isin(["TERMINATED", "ERROR"]).sum())
+    return max(0, expected - done)
+
+
 def run_study(args: argparse.Namespace) -> int:
     check_resources(args)
     space = load_space(args.space)
@@ -262,10 +280,12 @@ def run_study(args: argparse.Namespace) -> int:
         frame = results.get_dataframe()
         errors = [r for r in results if r.error is not None]
         failures += len(errors)
+        expected = expected_trials(method_space, args.num_samples or space.num_samples)
+        missing = unfinished_trials(study_dir, expected) if "://" not in storage else 0
         if "://" not in storage:
             (study_dir / STUDY_FILE).write_text(json.dumps({
-                **study_meta, "status": "finished", "wall_seconds": elapsed, "num_trials": len(results),
-                "failed_trials": len(errors)}, indent=2, default=str))
+                **study_meta, "status": "interrupted" if missing else "finished", "wall_seconds": elapsed,
+                "num_trials": len(results), "failed_trials": len(errors)}, indent=2, default=str))
         print(f"\n{method_space.method}: {len(results)} trials in {elapsed:.0f} s, {len(errors)} failed")
         for result in errors:
             print(f"  failed trial {result.path}: {str(result.error).strip().splitlines()[-1]}")
@@ -276,6 +296,14 @@ def run_study(args: argparse.Namespace) -> int:
             print(format_text(ranking(load_study(study_dir), args.top, by=OBJECTIVES[args.objective])))
         print(f"results: {study_dir}\n  tensorboard --logdir {study_dir}\n"
               f"  python -m study.export {study_dir} --top 1 --out best.yaml")
+        if missing:
+            resume = [a for a in sys.argv[1:] if a != "--resume"]
+            if args.name is None:
+                resume += ["--name", name]
+            print(f"interrupted: {missing} of {expected} trials unfinished; continue with\n"
+                  f"  python -m study.tune {' '.join(resume)} --resume", file=sys.stderr)
+            ray.shutdown()
+            return 130
         if len(errors) == len(results):
             raise UserError(f"every trial of {method_space.method} failed; see the errors above")
     ray.shutdown()

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from study.errors import UserError
-from study.spaces import load_space
-from study.tune import trial_resources
+from study.spaces import MethodSpace, load_space
+from study.tune import expected_trials, trial_resources, unfinished_trials
 
 from tests.conftest import FAST_EPOCHS
 from tests.studies import TINY_SPACE, write_space
@@ -100,6 +100,15 @@ def test_killed_study_resumes_and_keeps_finished_trials(tmp_path, digits_random,
     assert len(after) == 4
     for trial_id, value in before.items():
         assert after[trial_id] == pytest.approx(value)
+
+
+def test_an_interrupted_study_is_told_apart_from_a_finished_one(finished_study):
+    _, study_dir, _ = finished_study
+    assert json.loads((study_dir / "study.json").read_text())["status"] == "finished"
+    assert unfinished_trials(study_dir, 3) == 0
+    assert unfinished_trials(study_dir, 5) == 2  # e.g. Ctrl+C after 3 of 5 trials
+    grid = MethodSpace(method="dau", grid={"gamma": [0.0, 1e-3], "seed": [0, 1, 2]})
+    assert expected_trials(grid, 1) == 6 and expected_trials(MethodSpace(method="dau"), 16) == 16
 
 
 def test_fractional_gpu_request_reaches_ray():
