@@ -43,6 +43,8 @@ def main() -> None:
     fixed = {"epochs": 3, "attacker_pretrain_iters": args.pretrain}
     experiment = experiment_from_preset(args.preset)
     prepared = prepare(experiment, ArtifactCache(args.cache_dir), log=print)  # warm the cache for both sides
+    print(f"plain loop: {len(rates)} DAU trials, {fixed['epochs']} epochs, {args.pretrain} pre-training iterations ...",
+          flush=True)
 
     import torch
 
@@ -51,6 +53,8 @@ def main() -> None:
     for lr in rates:
         run_method(prepared, build_method("dau", {**fixed, "lr": lr}), log=lambda m: None, eval_every_epoch=True)
     loop_seconds = time.perf_counter() - began
+    print(f"plain loop: {len(rates)} trials in {loop_seconds:.1f} s; now the same trials as a Ray Tune study ...",
+          flush=True)
 
     with tempfile.TemporaryDirectory() as folder:
         space = Path(folder) / "overhead.yaml"
