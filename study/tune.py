@@ -211,13 +211,11 @@ def expected_trials(method_space: MethodSpace, num_samples: int) -> int:
     return count
 
 
-def unfinished_trials(study_dir: Path, expected: int) -> int:
-    """Trials of a local study that neither terminated nor errored (never started ones included):
-    nonzero after Ctrl+C, which Ray Tune turns into an early, quiet return from `fit()`."""
-    from analysis.load import load_study
-
-    frame = load_study(study_dir)
-    done = int(frame["status"].isin(["TERMINATED", "ERROR"]).sum())
+def unfinished_trials(trials, expected: int) -> int:
+    """Trials (an `analysis.load.load_study` frame) that neither terminated nor errored, never
+    started ones included: nonzero after Ctrl+C, which Ray Tune turns into an early, quiet
+    return from `fit()`."""
+    done = int(trials["status"].isin(["TERMINATED", "ERROR"]).sum())
     return max(0, expected - done)
 
 
@@ -280,20 +278,24 @@ def run_study(args: argparse.Namespace) -> int:
         frame = results.get_dataframe()
         errors = [r for r in results if r.error is not None]
         failures += len(errors)
+        local = "://" not in storage
+        if local:
+            from analysis.load import load_study
+
+            trials = load_study(study_dir)  # read once: for the interruption check and the ranking
         expected = expected_trials(method_space, args.num_samples or space.num_samples)
-        missing = unfinished_trials(study_dir, expected) if "://" not in storage else 0
-        if "://" not in storage:
+        missing = unfinished_trials(trials, expected) if local else 0
+        if local:
             (study_dir / STUDY_FILE).write_text(json.dumps({
                 **study_meta, "status": "interrupted" if missing else "finished", "wall_seconds": elapsed,
                 "num_trials": len(results), "failed_trials": len(errors)}, indent=2, default=str))
         print(f"\n{method_space.method}: {len(results)} trials in {elapsed:.0f} s, {len(errors)} failed")
         for result in errors:
             print(f"  failed trial {result.path}: {str(result.error).strip().splitlines()[-1]}")
-        if OBJECTIVES[args.objective] in frame and "://" not in storage:
-            from analysis.load import load_study
+        if OBJECTIVES[args.objective] in frame and local:
             from analysis.rank import format_text, ranking
 
-            print(format_text(ranking(load_study(study_dir), args.top, by=OBJECTIVES[args.objective])))
+            print(format_text(ranking(trials, args.top, by=OBJECTIVES[args.objective])))
         print(f"results: {study_dir}\n  tensorboard --logdir {study_dir}\n"
               f"  python -m study.export {study_dir} --top 1 --out best.yaml")
         if missing:

@@ -102,10 +102,13 @@ def test_killed_study_resumes_and_keeps_finished_trials(tmp_path, digits_random,
 
 
 def test_an_interrupted_study_is_told_apart_from_a_finished_one(finished_study):
+    from analysis.load import load_study
+
     _, study_dir, _ = finished_study
     assert json.loads((study_dir / "study.json").read_text())["status"] == "finished"
-    assert unfinished_trials(study_dir, 3) == 0
-    assert unfinished_trials(study_dir, 5) == 2  # e.g. Ctrl+C after 3 of 5 trials
+    trials = load_study(study_dir)
+    assert unfinished_trials(trials, 3) == 0
+    assert unfinished_trials(trials, 5) == 2  # e.g. Ctrl+C after 3 of 5 trials
     grid = MethodSpace(method="dau", grid={"gamma": [0.0, 1e-3], "seed": [0, 1, 2]})
     assert expected_trials(grid, 1) == 6 and expected_trials(MethodSpace(method="dau"), 16) == 16
 
