@@ -41,6 +41,7 @@ class UnlearnData:
     augmentation: str
     seed: int
     device: str = "cpu"
+    classwise: bool = False  # a whole class is forgotten (methods may follow a class-wise protocol)
 
 
 @dataclass
@@ -61,7 +62,7 @@ class Prepared:
         d, s = self.data, self.splits
         return UnlearnData(d.train_x[s.retain], d.train_y[s.retain], d.train_x[s.forget], d.train_y[s.forget],
                            d.train_x[s.val], d.train_y[s.val], d.num_classes, d.augmentation,
-                           self.config.seed, self.device)
+                           self.config.seed, self.device, self.spec.is_classwise)
 
     def fresh_original(self) -> Defender:
         """A private copy of the original model (masks kept) for one method to modify."""

@@ -126,6 +126,30 @@ def test_bad_config_refused_before_training(params, match):
         build_method("dau", params)
 
 
+@pytest.mark.parametrize("params, classwise, expected", [
+    ({}, True, 30), ({}, False, None), ({"classwise_switch": False}, True, None),
+    ({"stop_iter": 5}, False, 5), ({"stop_iter": 5, "classwise_switch": False}, True, 5),
+])
+def test_switch_point_follows_the_forget_scheme(digits_random, digits_classwise, params, classwise, expected):
+    prepared = digits_classwise if classwise else digits_random
+    method = build_method("dau", {**FAST_DAU, **params})
+    method.setup(prepared.fresh_original(), prepared.unlearn_data())
+    assert prepared.unlearn_data().classwise is classwise
+    assert method.switch_at == expected
+
+
+def test_classwise_default_runs_the_adversary_for_30_iterations_only(digits_classwise, monkeypatch):
+    method = build_method("dau", {**FAST_DAU, "batch_size": 16})
+    method.setup(digits_classwise.fresh_original(), digits_classwise.unlearn_data())
+    method.pretrained = True
+    calls = []
+    original_step = method.attacker_step
+    monkeypatch.setattr(method, "attacker_step", lambda: calls.append(1) or original_step())
+    method.run_epoch(0)
+    assert method.defender_iterations > 40  # the epoch ran past the switch point
+    assert len(calls) == 30
+
+
 def test_classwise_switch_stops_the_adversary(digits_classwise):
     method = build_method("dau", {**FAST_DAU, "stop_iter": 2, "stop_unlearn_lr": 0.001})
     method.setup(digits_classwise.fresh_original(), digits_classwise.unlearn_data())

@@ -7,7 +7,10 @@ eq. 3 where they differ): CE(retain) + beta * (gamma * BT + alpha * L_adv), with
 non-saturating form by default. Where SPEC.md and the paper disagree we follow SPEC.md:
   - attacker outputs are softmax probabilities by default (SAMIA's form), a flag gives raw logits;
   - the class-wise "alpha -> 0 after 30 iterations" switch is implemented as beta -> 0 after
-    `stop_iter` defender iterations, with the learning rate changed to `stop_unlearn_lr`;
+    `stop_iter` defender iterations, with the learning rate changed to `stop_unlearn_lr`.
+    The paper applies it to class-wise forgetting only, so it is part of the defaults there:
+    with `stop_iter` unset and `classwise_switch` true (the default), a class-wise run switches
+    after CLASSWISE_STOP_ITER = 30 iterations and a random-forgetting run never does;
   - attacker pre-training runs on forget (member) vs validation (non-member) batches.
 The defender stays in train mode throughout unlearning, for CE and for the attacker's inputs
 alike (as in the reference code): computing the adversarial term in eval mode while CE runs
@@ -25,6 +28,7 @@ from study.methods.losses import attacker_loss, barlow_twins_loss, defender_adve
 from study.train import check_finite
 
 ATTACKER_EVAL_SAMPLES = 512  # per side, for the attacker's own accuracy report
+CLASSWISE_STOP_ITER = 30  # the paper's class-wise switch point (SPEC.md)
 
 
 class BarlowProjector(nn.Module):
@@ -61,7 +65,11 @@ class DAU(UnlearningMethod):
         Hyperparam("noise_copies", int, 10, 1, 100, help="noisy input copies for the sensitivity feature"),
         Hyperparam("use_softmax", bool, True, help="feed softmax outputs (SAMIA) instead of raw logits (DAU code)"),
         Hyperparam("stop_iter", int, None, 0, None, optional=True,
-                   help="class-wise switch: after this many defender iterations set beta=0 (none = never)"),
+                   help="after this many defender iterations set beta=0 (none = the scheme's default: "
+                        f"{CLASSWISE_STOP_ITER} for class-wise forgetting if classwise_switch, else never)"),
+        Hyperparam("classwise_switch", bool, True,
+                   help=f"class-wise forgetting with stop_iter unset switches after {CLASSWISE_STOP_ITER} "
+                        "iterations (the paper's protocol); false = never switch unless stop_iter is set"),
         Hyperparam("stop_unlearn_lr", float, None, 1e-7, 1.0, optional=True,
                    help="defender learning rate after stop_iter (none = keep lr)"),
     )
@@ -82,6 +90,9 @@ class DAU(UnlearningMethod):
         self.val_stream = BatchStream(data.val_x, data.val_y, self.attack_batch_size, self.generator, data.device)
         self.defender_iterations = 0
         self.pretrained = False
+        self.switch_at = self.stop_iter
+        if self.switch_at is None and self.classwise_switch and getattr(data, "classwise", False):
+            self.switch_at = CLASSWISE_STOP_ITER
 
     def _inputs(self, x, y, with_features=False):
         return attack_inputs(self.model, x, y, self.data.num_classes, self.noise_copies, self.generator,
@@ -117,14 +128,14 @@ class DAU(UnlearningMethod):
                 "attacker_pretrain_acc": 100.0 * sum(a for _, a in tail) / len(tail)}
 
     def _switched_off(self) -> bool:
-        return self.stop_iter is not None and self.defender_iterations >= self.stop_iter
+        return self.switch_at is not None and self.defender_iterations >= self.switch_at
 
     def defender_step(self, rx: torch.Tensor, ry: torch.Tensor) -> dict[str, float]:
         self.model.train()
         ce = nn.functional.cross_entropy(self.model(rx), ry)
         total, logs = ce, {"ce_loss": ce.item()}
         if self._switched_off():
-            if self.defender_iterations == self.stop_iter and self.stop_unlearn_lr is not None:
+            if self.defender_iterations == self.switch_at and self.stop_unlearn_lr is not None:
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.stop_unlearn_lr
         elif self.beta > 0:
