@@ -4,7 +4,9 @@ several seeds, mean ± std, with each method's run time as a ratio to Retrain's 
 Methods run with SPEC.md's defaults unless `--config LABEL=FILE.yaml` gives an exported
 configuration (e.g. `python -m study.export <study> --out best.yaml`), which then replaces that
 method's defaults for every seed. Writes Markdown with the command, the machine and the
-package versions.
+package versions. Every finished run is also kept in a CSV (`--runs`, default next to `--out`):
+rerunning the same command after an interruption, or with more seeds, computes only what is
+missing, so a protocol too long for one sitting can be completed in several.
 
 CPU scale (the memorising Fashion-MNIST proxy of SPEC.md; about 20 min per forget scheme,
 sparsity and seed on 2 cores with the default method list):
@@ -19,6 +21,8 @@ point --data-root at its folder):
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
 import sys
 import time
@@ -41,31 +45,100 @@ from study.run import package_versions  # noqa: E402
 from study.runner import run_method  # noqa: E402
 
 DEFAULT_METHODS = ("ft", "ga", "ff", "iu", "rl", "salun", "scrub", "dau")
+RUN_KEY = ("preset", "forget", "method", "sparsity", "seed", "params")
+
+
+def _key(row: dict) -> tuple:
+    return (str(row["preset"]), str(row["forget"]), str(row["method"]), float(row["sparsity"]), int(row["seed"]),
+            str(row["params"]))
+
+
+class RunLog:
+    """Every finished run on disk, so an interrupted protocol resumes where it stopped and its
+    seeds or forget schemes can be run in separate sessions and tabulated together.
+
+    The CSV is rewritten whole (temporary file, then rename) after each run: a crash can lose the
+    run in progress, never leave a half-written row that would later be read as a result. A run
+    is reused only if preset, forget scheme, method, sparsity, seed and hyperparameters all match.
+    """
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.rows: list[dict] = []
+        if path is None or not path.exists():
+            return
+        try:
+            frame = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
+            raise UserError(f"run log {path} is corrupted ({str(err).splitlines()[0]}); "
+                            "move it away to start afresh") from None
+        missing = sorted(set(RUN_KEY) - set(frame.columns))
+        if missing:
+            raise UserError(f"run log {path} lacks the columns {', '.join(missing)}; move it away to start afresh")
+        self.rows = frame.to_dict("records")
+
+    def get(self, key: dict) -> dict | None:
+        return {_key(row): row for row in self.rows}.get(_key(key))
+
+    def add(self, row: dict) -> None:
+        self.rows = [r for r in self.rows if _key(r) != _key(row)] + [row]
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(self.path.name + ".partial")
+        pd.DataFrame(self.rows).to_csv(partial, index=False)
+        os.replace(partial, self.path)
 
 
 def protocol_runs(preset: str, forget: str, sparsities, seeds, methods, configs: dict, cache: ArtifactCache,
-                  device: str, data_root: str | None, log=print) -> pd.DataFrame:
-    """One row per (method, sparsity, seed): the metrics, run time and Retrain's time in that run."""
+                  device: str, data_root: str | None, log=print, run_log: RunLog | None = None,
+                  epochs: int | None = None) -> pd.DataFrame:
+    """One row per (method, sparsity, seed): the metrics, run time and Retrain's time in that run.
+
+    Runs already in `run_log` are reused (and announced); every new run is added to it at once.
+    """
+    run_log = run_log or RunLog(None)
     rows = []
     for sparsity in sparsities:
         for seed in seeds:
-            experiment = experiment_from_preset(preset, forget=forget, seed=seed, sparsity=sparsity,
-                                                **({"data_root": data_root} if data_root else {}))
-            prepared = prepare(experiment, cache, device=device, log=log)
-            rows.append({"method": "retrain", "sparsity": sparsity, "seed": seed, **prepared.retrain_metrics,
-                         "run_seconds": prepared.retrain_seconds, "retrain_seconds": prepared.retrain_seconds})
-            rows.append({"method": "original", "sparsity": sparsity, "seed": seed, **prepared.original_metrics,
-                         "run_seconds": 0.0, "retrain_seconds": prepared.retrain_seconds})
+            cell = {"preset": preset if epochs is None else f"{preset}, {epochs} epochs", "forget": forget,
+                    "sparsity": float(sparsity), "seed": int(seed)}
+            wanted = [{**cell, "method": "retrain", "params": "{}"}, {**cell, "method": "original", "params": "{}"}]
             for name in methods:
                 cfg = configs.get(name, {})
-                method = build_method(cfg.get("method", name), cfg.get("params"))
-                began = time.perf_counter()
-                result = run_method(prepared, method, log=lambda m: None)
-                log(f"{forget} sparsity {sparsity:g} seed {seed} {name}: Avg. Disparity "
-                    f"{result.metrics['avg_disparity']:.2f}, {result.run_seconds:.1f} s "
-                    f"(wall {time.perf_counter() - began:.1f} s)")
-                rows.append({"method": name, "sparsity": sparsity, "seed": seed, **result.metrics,
-                             "run_seconds": result.run_seconds, "retrain_seconds": prepared.retrain_seconds})
+                wanted.append({**cell, "method": name, "params": json.dumps(
+                    {"method": cfg.get("method", name), **(cfg.get("params") or {})}, sort_keys=True)})
+            kept = [run_log.get(key) for key in wanted]
+            if all(row is not None for row in kept):
+                log(f"{forget} sparsity {sparsity:g} seed {seed}: all {len(kept)} runs kept from {run_log.path}")
+                rows += kept
+                continue
+            overrides = {"data_root": data_root, "epochs": epochs}
+            experiment = experiment_from_preset(preset, forget=forget, seed=seed, sparsity=sparsity,
+                                                **{k: v for k, v in overrides.items() if v is not None})
+            prepared = prepare(experiment, cache, device=device, log=log)
+            for key, row in zip(wanted, kept):
+                name = key["method"]
+                if row is not None:
+                    log(f"{forget} sparsity {sparsity:g} seed {seed} {name}: kept from {run_log.path}")
+                    rows.append(row)
+                    continue
+                if name == "retrain":
+                    row = {**key, **prepared.retrain_metrics, "run_seconds": prepared.retrain_seconds}
+                elif name == "original":
+                    row = {**key, **prepared.original_metrics, "run_seconds": 0.0}
+                else:
+                    cfg = configs.get(name, {})
+                    method = build_method(cfg.get("method", name), cfg.get("params"))
+                    began = time.perf_counter()
+                    result = run_method(prepared, method, log=lambda m: None)
+                    log(f"{forget} sparsity {sparsity:g} seed {seed} {name}: Avg. Disparity "
+                        f"{result.metrics['avg_disparity']:.2f}, {result.run_seconds:.1f} s "
+                        f"(wall {time.perf_counter() - began:.1f} s)")
+                    row = {**key, **result.metrics, "run_seconds": result.run_seconds}
+                row["retrain_seconds"] = prepared.retrain_seconds
+                run_log.add(row)
+                rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -84,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--forget", nargs="+", default=["random:10", "class:0"])
     parser.add_argument("--sparsity", nargs="+", type=float, default=[0.0, 0.95])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="training epochs of original and Retrain (default: the preset's recipe)")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
     parser.add_argument("--config", nargs="*", default=[], help="METHOD=FILE.yaml: an exported config for METHOD")
     parser.add_argument("--cache-dir", required=True, help="use a fresh folder so Retrain is timed in this run")
@@ -91,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None, help="Markdown file to write")
+    parser.add_argument("--runs", default=None,
+                        help="CSV of finished runs, reused on a rerun (default: next to --out, <out>.runs.csv)")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     device = resolve_device(args.device)
@@ -110,9 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     sections = [f"Command: `python bench/paper_protocol.py {' '.join(sys.argv[1:] if argv is None else argv)}`", "",
                 f"Machine: {platform.machine()}, device {device}, torch threads {args.threads or 'all'}; "
                 f"versions: {package_versions()}", ""]
+    runs_path = args.runs or (str(Path(args.out).with_suffix(".runs.csv")) if args.out else None)
+    run_log = RunLog(Path(runs_path) if runs_path else None)
     for forget in args.forget:
         runs = protocol_runs(args.preset, forget, args.sparsity, args.seeds, args.methods, configs, cache, device,
-                             args.data_root)
+                             args.data_root, run_log=run_log, epochs=args.epochs)
         summary = summarize(runs[["method", "sparsity", *TABLE_COLUMNS]])
         sections += [f"### {args.preset}, forget {forget}, seeds {', '.join(map(str, args.seeds))} "
                      "(mean ± std over seeds)", "", markdown_table(wide_table(summary)), "",

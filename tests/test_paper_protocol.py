@@ -1,0 +1,67 @@
+"""The paper-protocol benchmark on digits: it writes its table, and a rerun reuses finished runs."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from study.errors import UserError
+from tests.conftest import FAST_EPOCHS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def protocol():
+    spec = importlib.util.spec_from_file_location("paper_protocol", ROOT / "bench" / "paper_protocol.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _args(cache_dir, out, seeds, *extra):
+    return ["--preset", "digits", "--forget", "random:10", "--sparsity", "0", "--seeds", *map(str, seeds),
+            "--methods", "ga", "--epochs", str(FAST_EPOCHS), "--cache-dir", str(cache_dir), "--threads", "2",
+            "--out", str(out), *extra]
+
+
+def test_protocol_writes_its_table_and_reuses_finished_runs(protocol, cache_dir, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "protocol.md"
+    assert protocol.main(_args(cache_dir, out, [0])) == 0
+    runs = pd.read_csv(tmp_path / "protocol.runs.csv")
+    assert sorted(runs["method"]) == ["ga", "original", "retrain"]
+    table = out.read_text()
+    assert "Avg. Disparity" in table and "GA" in table and "time / Retrain" in table
+
+    computed = []
+    real_run_method = protocol.run_method
+    monkeypatch.setattr(protocol, "run_method",
+                        lambda prepared, method, **kw: computed.append(prepared.config.seed)
+                        or real_run_method(prepared, method, **kw))
+    capsys.readouterr()
+    assert protocol.main(_args(cache_dir, out, [0, 1])) == 0
+    assert computed == [1]  # seed 0 came from the run log
+    assert "all 3 runs kept" in capsys.readouterr().out
+    runs = pd.read_csv(tmp_path / "protocol.runs.csv")
+    assert sorted(zip(runs["method"], runs["seed"])) == [("ga", 0), ("ga", 1), ("original", 0), ("original", 1),
+                                                          ("retrain", 0), ("retrain", 1)]
+    assert "(mean ± std over seeds)" in out.read_text() and "seeds 0, 1" in out.read_text()
+
+    # another configuration of the same method is a different run, not a reused one
+    config = tmp_path / "ga.yaml"
+    config.write_text(yaml.safe_dump({"method": "ga", "params": {"lr": 1e-5}}))
+    computed.clear()
+    assert protocol.main(_args(cache_dir, out, [0], "--config", f"ga={config}")) == 0
+    assert computed == [0]
+
+
+@pytest.mark.parametrize("content", ["method,seed\nga,0\n", "\x00\x01garbage\n\"unterminated"])
+def test_a_broken_run_log_is_refused_before_any_training(protocol, cache_dir, tmp_path, content):
+    runs = tmp_path / "runs.csv"
+    runs.write_text(content)
+    with pytest.raises(UserError, match="run log"):
+        protocol.main(_args(cache_dir, tmp_path / "p.md", [0], "--runs", str(runs)))
+    assert not (tmp_path / "p.md").exists()
