@@ -6,6 +6,7 @@ of a study only pays for the unlearning itself and its evaluation.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from study.cache import ArtifactCache, array_digest
+from study.cache import ArtifactCache, array_digest, key_digest
 from study.config import ExperimentConfig
 from study.data import ImageDataset, load_dataset
 from study.errors import UserError
@@ -84,6 +85,38 @@ def evaluate_model(model: torch.nn.Module, data: ImageDataset, splits: Splits, s
     logits = {name: predict_logits(model, x[idx], device=device) for name, (x, idx) in sets.items() if len(idx)}
     labels = {name: labels_of[name][idx] for name, (_, idx) in sets.items() if len(idx)}
     return unlearning_metrics(logits, labels, seed=seed)
+
+
+def _metric_code_digest() -> str:
+    """Digest of the code that computes the metrics: a cached evaluation is reused only by the same code."""
+    here = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for name in ("metrics.py", "mia.py", "pipeline.py", "train.py"):
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cached_evaluation(cache: ArtifactCache, model_key: dict, model: torch.nn.Module, data: ImageDataset,
+                      splits: Splits, seed: int, device: str = "cpu") -> dict[str, float]:
+    """`evaluate_model` of a cached model, computed once per split and kept beside it in the cache.
+
+    Every trial of a study needs the original's and Retrain's metrics; on the Fashion-MNIST proxy
+    the two evaluations cost about as much as an epoch of unlearning, so each trial's start-up
+    reads them instead of recomputing them.
+    """
+    key = {"role": "evaluation", "model": key_digest(model_key), "seed": seed, "code": _metric_code_digest(),
+           "splits": {name: array_digest(getattr(splits, name)) for name in ("retain", "forget", "test", "test_forget")}}
+
+    def builder(folder: Path) -> None:
+        metrics = evaluate_model(model, data, splits, seed, device)
+        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+
+    folder, _ = cache.get_or_build(key, builder)
+    try:
+        return {name: float(value) for name, value in json.loads((folder / "metrics.json").read_text()).items()}
+    except (OSError, ValueError, TypeError, AttributeError) as err:
+        raise UserError(f"cached evaluation {folder} is corrupted ({type(err).__name__}); delete that folder "
+                        "to recompute it") from None
 
 
 def _save_model(folder: Path, model: torch.nn.Module, seconds: float, extra: dict | None = None) -> None:
@@ -180,10 +213,13 @@ def prepare(config: ExperimentConfig, cache: ArtifactCache, device: str = "cpu",
             return apply_masks(model, masks) if masks else model
 
         retrain, retrain_seconds = build("retrain", splits.retain, retrain_key, fresh_retrain_init)
-        retrain_metrics = evaluate_model(retrain, data, splits, config.seed, device)
+        retrain_metrics = cached_evaluation(cache, retrain_key, retrain, data, splits, config.seed, device)
         retrain_metrics["avg_disparity"] = 0.0
 
     prepared = Prepared(config, data, spec, splits, original, original_seconds, {}, retrain, retrain_seconds,
                         retrain_metrics, device)
-    prepared.original_metrics = prepared.evaluate(original)
+    original_key = sparse_key if config.sparsity > 0 else dense_key
+    prepared.original_metrics = cached_evaluation(cache, original_key, original, data, splits, config.seed, device)
+    if retrain_metrics is not None:
+        prepared.original_metrics["avg_disparity"] = avg_disparity(prepared.original_metrics, retrain_metrics)
     return prepared
