@@ -44,6 +44,19 @@ def trial_times(study_dir: Path) -> tuple[float, float]:
     return in_steps, unlearning
 
 
+def study_breakdown(study_dir: Path) -> str:
+    meta_file = study_dir / "study.json"
+    if not meta_file.is_file():
+        sys.exit(f"error: {study_dir} has no study.json (not a study folder)")
+    meta = json.loads(meta_file.read_text())
+    wall = float(meta.get("wall_seconds") or 0.0)
+    in_steps, unlearning = trial_times(study_dir)
+    trials = int(meta.get("num_trials") or 0)
+    return (f"{study_dir}: {trials} trials, {wall:.0f} s of trials (study.json), {in_steps:.0f} s inside the "
+            f"trials' steps, {unlearning:.0f} s of unlearning; {wall - in_steps:.0f} s outside the steps"
+            f" ({(wall - in_steps) / max(trials, 1):.0f} s per trial)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="digits")
@@ -51,7 +64,12 @@ def main() -> None:
     parser.add_argument("--pretrain", type=int, default=1000, help="attacker pre-training iterations per trial")
     parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "dau-study"))
     parser.add_argument("--out", default=None)
+    parser.add_argument("--study", default=None,
+                        help="only split a finished study's time (study.json's wall time) into the same parts")
     args = parser.parse_args()
+    if args.study:
+        print(study_breakdown(Path(args.study)))
+        return
     cores = len(os.sched_getaffinity(0))
     rates = LEARNING_RATES[: args.configs]
     fixed = {"epochs": 3, "attacker_pretrain_iters": args.pretrain}
