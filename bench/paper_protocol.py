@@ -64,7 +64,7 @@ class RunLog:
 
     def __init__(self, path: Path | None):
         self.path = path
-        self.rows: list[dict] = []
+        self.runs: dict[tuple, dict] = {}
         if path is None or not path.exists():
             return
         try:
@@ -75,18 +75,18 @@ class RunLog:
         missing = sorted(set(RUN_KEY) - set(frame.columns))
         if missing:
             raise UserError(f"run log {path} lacks the columns {', '.join(missing)}; move it away to start afresh")
-        self.rows = frame.to_dict("records")
+        self.runs = {_key(row): row for row in frame.to_dict("records")}
 
     def get(self, key: dict) -> dict | None:
-        return {_key(row): row for row in self.rows}.get(_key(key))
+        return self.runs.get(_key(key))
 
     def add(self, row: dict) -> None:
-        self.rows = [r for r in self.rows if _key(r) != _key(row)] + [row]
+        self.runs[_key(row)] = row
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(self.path.name + ".partial")
-        pd.DataFrame(self.rows).to_csv(partial, index=False)
+        pd.DataFrame(list(self.runs.values())).to_csv(partial, index=False)
         os.replace(partial, self.path)
 
 

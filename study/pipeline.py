@@ -6,6 +6,7 @@ of a study only pays for the unlearning itself and its evaluation.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import pickle
@@ -87,6 +88,7 @@ def evaluate_model(model: torch.nn.Module, data: ImageDataset, splits: Splits, s
     return unlearning_metrics(logits, labels, seed=seed)
 
 
+@functools.cache
 def _metric_code_digest() -> str:
     """Digest of the code that computes the metrics: a cached evaluation is reused only by the same code."""
     here = Path(__file__).resolve().parent

@@ -91,7 +91,7 @@ class DAU(UnlearningMethod):
         self.defender_iterations = 0
         self.pretrained = False
         self.switch_at = self.stop_iter
-        if self.switch_at is None and self.classwise_switch and getattr(data, "classwise", False):
+        if self.switch_at is None and self.classwise_switch and data.classwise:
             self.switch_at = CLASSWISE_STOP_ITER
 
     def _inputs(self, x, y, with_features=False):
