@@ -22,15 +22,15 @@ def protocol():
     return module
 
 
-def _args(cache_dir, out, seeds, *extra):
-    return ["--preset", "digits", "--forget", "random:10", "--sparsity", "0", "--seeds", *map(str, seeds),
-            "--methods", "ga", "--epochs", str(FAST_EPOCHS), "--cache-dir", str(cache_dir), "--threads", "2",
+def _args(cache_dir, out, methods, *extra):
+    return ["--preset", "digits", "--forget", "random:10", "--sparsity", "0", "--seeds", "0",
+            "--methods", *methods, "--epochs", str(FAST_EPOCHS), "--cache-dir", str(cache_dir), "--threads", "2",
             "--out", str(out), *extra]
 
 
 def test_protocol_writes_its_table_and_reuses_finished_runs(protocol, cache_dir, tmp_path, capsys, monkeypatch):
     out = tmp_path / "protocol.md"
-    assert protocol.main(_args(cache_dir, out, [0])) == 0
+    assert protocol.main(_args(cache_dir, out, ["ga"])) == 0
     runs = pd.read_csv(tmp_path / "protocol.runs.csv")
     assert sorted(runs["method"]) == ["ga", "original", "retrain"]
     table = out.read_text()
@@ -39,23 +39,26 @@ def test_protocol_writes_its_table_and_reuses_finished_runs(protocol, cache_dir,
     computed = []
     real_run_method = protocol.run_method
     monkeypatch.setattr(protocol, "run_method",
-                        lambda prepared, method, **kw: computed.append(prepared.config.seed)
+                        lambda prepared, method, **kw: computed.append(method.name)
                         or real_run_method(prepared, method, **kw))
     capsys.readouterr()
-    assert protocol.main(_args(cache_dir, out, [0, 1])) == 0
-    assert computed == [1]  # seed 0 came from the run log
-    assert "all 3 runs kept" in capsys.readouterr().out
+    # a rerun of the same cell only computes what the run log lacks
+    assert protocol.main(_args(cache_dir, out, ["ga", "ft"])) == 0
+    assert computed == ["ft"]
+    assert "ga: kept from" in capsys.readouterr().out
     runs = pd.read_csv(tmp_path / "protocol.runs.csv")
-    assert sorted(zip(runs["method"], runs["seed"])) == [("ga", 0), ("ga", 1), ("original", 0), ("original", 1),
-                                                          ("retrain", 0), ("retrain", 1)]
-    assert "(mean ± std over seeds)" in out.read_text() and "seeds 0, 1" in out.read_text()
+    assert sorted(runs["method"]) == ["ft", "ga", "original", "retrain"]
+    assert "FT" in out.read_text() and "GA" in out.read_text()
+
+    computed.clear()
+    assert protocol.main(_args(cache_dir, out, ["ga", "ft"])) == 0
+    assert computed == [] and "all 4 runs kept" in capsys.readouterr().out
 
     # another configuration of the same method is a different run, not a reused one
     config = tmp_path / "ga.yaml"
     config.write_text(yaml.safe_dump({"method": "ga", "params": {"lr": 1e-5}}))
-    computed.clear()
-    assert protocol.main(_args(cache_dir, out, [0], "--config", f"ga={config}")) == 0
-    assert computed == [0]
+    assert protocol.main(_args(cache_dir, out, ["ga"], "--config", f"ga={config}")) == 0
+    assert computed == ["ga"]
 
 
 @pytest.mark.parametrize("content", ["method,seed\nga,0\n", "\x00\x01garbage\n\"unterminated"])
@@ -63,5 +66,5 @@ def test_a_broken_run_log_is_refused_before_any_training(protocol, cache_dir, tm
     runs = tmp_path / "runs.csv"
     runs.write_text(content)
     with pytest.raises(UserError, match="run log"):
-        protocol.main(_args(cache_dir, tmp_path / "p.md", [0], "--runs", str(runs)))
+        protocol.main(_args(cache_dir, tmp_path / "p.md", ["ga"], "--runs", str(runs)))
     assert not (tmp_path / "p.md").exists()
