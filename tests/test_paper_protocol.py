@@ -22,8 +22,8 @@ def protocol():
     return module
 
 
-def _args(cache_dir, out, methods, *extra):
-    return ["--preset", "digits", "--forget", "random:10", "--sparsity", "0", "--seeds", "0",
+def _args(cache_dir, out, methods, *extra, seeds=(0,)):
+    return ["--preset", "digits", "--forget", "random:10", "--sparsity", "0", "--seeds", *map(str, seeds),
             "--methods", *methods, "--epochs", str(FAST_EPOCHS), "--cache-dir", str(cache_dir), "--threads", "2",
             "--out", str(out), *extra]
 
@@ -53,6 +53,17 @@ def test_protocol_writes_its_table_and_reuses_finished_runs(protocol, cache_dir,
     computed.clear()
     assert protocol.main(_args(cache_dir, out, ["ga", "ft"])) == 0
     assert computed == [] and "all 4 runs kept" in capsys.readouterr().out
+
+    # the seed is part of a run's identity: seed 0's runs do not stand in for seed 1's
+    run_log = protocol.RunLog(tmp_path / "protocol.runs.csv")
+    seed0 = {"preset": runs["preset"][0], "forget": "random:10", "method": "ga", "sparsity": 0.0, "seed": 0,
+             "params": runs.loc[runs["method"] == "ga", "params"].iloc[0]}
+    assert run_log.get(seed0) is not None and run_log.get({**seed0, "seed": 1}) is None
+    # with every seed's runs in the log, the table reports both seeds without training anything
+    pd.concat([runs, runs.assign(seed=1)]).to_csv(tmp_path / "protocol.runs.csv", index=False)
+    assert protocol.main(_args(cache_dir, out, ["ga", "ft"], seeds=(0, 1))) == 0
+    assert computed == []
+    assert "(mean ± std over seeds)" in out.read_text() and "seeds 0, 1" in out.read_text()
 
     # another configuration of the same method is a different run, not a reused one
     config = tmp_path / "ga.yaml"
