@@ -1,9 +1,10 @@
 """The paper's Table 1 protocol: random and class-wise forgetting, dense and sparse, every method,
 several seeds, mean ± std, with each method's run time as a ratio to Retrain's in the same run.
 
-Methods run with SPEC.md's defaults unless `--config LABEL=FILE.yaml` gives an exported
+Methods run with SPEC.md's defaults unless `--config METHOD=FILE.yaml` gives an exported
 configuration (e.g. `python -m study.export <study> --out best.yaml`), which then replaces that
-method's defaults for every seed. Writes Markdown with the command, the machine and the
+method's defaults for every seed; `--config METHOD@FORGET=FILE.yaml` does so for one forget
+scheme only, as the paper tunes random and class-wise forgetting separately. Writes Markdown with the command, the machine and the
 package versions. Every finished run is also kept in a CSV (`--runs`, default next to `--out`):
 rerunning the same command after an interruption, or with more seeds, computes only what is
 missing, so a protocol too long for one sitting can be completed in several.
@@ -150,6 +151,37 @@ def ratio_table(runs: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
+def parse_configs(items: list[str], forgets: list[str]) -> dict[str, dict[str, dict]]:
+    """`--config` items -> {forget scheme: {method: exported config}}.
+
+    `METHOD=FILE` applies to every forget scheme; `METHOD@FORGET=FILE` to that scheme only and
+    wins over the former, because the paper tunes DAU separately for random and class-wise
+    forgetting (e.g. `dau@class:0=bench/configs/dau-classwise-switch.yaml`).
+    """
+    general: dict[str, dict] = {}
+    specific: dict[str, dict[str, dict]] = {forget: {} for forget in forgets}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"--config {item!r}: expected METHOD=FILE.yaml or METHOD@FORGET=FILE.yaml")
+        target, path = item.split("=", 1)
+        name, _, forget = target.partition("@")
+        if not name:
+            raise UserError(f"--config {item!r}: the method name is empty")
+        if forget and forget not in specific:
+            raise UserError(f"--config {item!r}: forget scheme {forget!r} is not one of --forget "
+                            f"({', '.join(forgets)})")
+        if not Path(path).is_file():
+            raise UserError(f"--config {target}: {path} not found")
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as err:
+            raise UserError(f"--config {target}: {path} is not valid YAML ({str(err).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise UserError(f"--config {target}: {path} must hold a mapping with 'method' and 'params'")
+        (specific[forget] if forget else general)[name] = loaded
+    return {forget: {**general, **specific[forget]} for forget in forgets}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/paper_protocol.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -160,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None,
                         help="training epochs of original and Retrain (default: the preset's recipe)")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
-    parser.add_argument("--config", nargs="*", default=[], help="METHOD=FILE.yaml: an exported config for METHOD")
+    parser.add_argument("--config", nargs="*", default=[],
+                        help="METHOD=FILE.yaml: an exported config for METHOD; METHOD@FORGET=FILE.yaml: for that "
+                             "forget scheme only (e.g. dau@class:0=...)")
     parser.add_argument("--cache-dir", required=True, help="use a fresh folder so Retrain is timed in this run")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--device", default="auto")
@@ -171,17 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     set_threads(args.threads)
     device = resolve_device(args.device)
-    configs = {}
-    for item in args.config:
-        if "=" not in item:
-            raise UserError(f"--config {item!r}: expected METHOD=FILE.yaml")
-        name, path = item.split("=", 1)
-        if not Path(path).is_file():
-            raise UserError(f"--config {name}: {path} not found")
-        configs[name] = yaml.safe_load(Path(path).read_text()) or {}
-    for name in args.methods:  # validate every method before any training
-        cfg = configs.get(name, {})
-        build_method(cfg.get("method", name), cfg.get("params"))
+    configs_by_forget = parse_configs(args.config, args.forget)
+    for configs in configs_by_forget.values():  # validate every method before any training
+        for name in args.methods:
+            cfg = configs.get(name, {})
+            build_method(cfg.get("method", name), cfg.get("params"))
     began = time.perf_counter()
     cache = ArtifactCache(args.cache_dir)
     sections = [f"Command: `python bench/paper_protocol.py {' '.join(sys.argv[1:] if argv is None else argv)}`", "",
@@ -190,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     runs_path = args.runs or (str(Path(args.out).with_suffix(".runs.csv")) if args.out else None)
     run_log = RunLog(Path(runs_path) if runs_path else None)
     for forget in args.forget:
-        runs = protocol_runs(args.preset, forget, args.sparsity, args.seeds, args.methods, configs, cache, device,
+        runs = protocol_runs(args.preset, forget, args.sparsity, args.seeds, args.methods, configs_by_forget[forget],
+                             cache, device,
                              args.data_root, run_log=run_log, epochs=args.epochs)
         summary = summarize(runs[["method", "sparsity", *TABLE_COLUMNS]])
         sections += [f"### {args.preset}, forget {forget}, seeds {', '.join(map(str, args.seeds))} "

@@ -79,3 +79,33 @@ def test_a_broken_run_log_is_refused_before_any_training(protocol, cache_dir, tm
     with pytest.raises(UserError, match="run log"):
         protocol.main(_args(cache_dir, tmp_path / "p.md", ["ga"], "--runs", str(runs)))
     assert not (tmp_path / "p.md").exists()
+
+
+def test_a_config_can_target_one_forget_scheme(protocol, tmp_path):
+    general, classwise = tmp_path / "ga.yaml", tmp_path / "ga-class.yaml"
+    general.write_text(yaml.safe_dump({"method": "ga", "params": {"lr": 1e-5}}))
+    classwise.write_text(yaml.safe_dump({"method": "ga", "params": {"lr": 1e-3}}))
+    configs = protocol.parse_configs([f"ga={general}", f"ga@class:0={classwise}"], ["random:10", "class:0"])
+    assert configs["random:10"]["ga"]["params"]["lr"] == 1e-5
+    assert configs["class:0"]["ga"]["params"]["lr"] == 1e-3
+    # the order on the command line does not matter: the scheme's own config wins
+    configs = protocol.parse_configs([f"ga@class:0={classwise}", f"ga={general}"], ["random:10", "class:0"])
+    assert configs["class:0"]["ga"]["params"]["lr"] == 1e-3
+
+
+@pytest.mark.parametrize("item, message", [
+    ("ga", "expected METHOD=FILE"),
+    ("ga@class:3={file}", "not one of --forget"),
+    ("ga=missing.yaml", "not found"),
+    ("ga={broken}", "not valid YAML"),
+    ("ga={scalar}", "must hold a mapping"),
+])
+def test_a_bad_config_item_is_refused_before_any_training(protocol, tmp_path, item, message):
+    (tmp_path / "ga.yaml").write_text(yaml.safe_dump({"method": "ga"}))
+    (tmp_path / "broken.yaml").write_text("method: [ga\n")
+    (tmp_path / "scalar.yaml").write_text("ga\n")
+    item = item.format(file=tmp_path / "ga.yaml", broken=tmp_path / "broken.yaml", scalar=tmp_path / "scalar.yaml")
+    with pytest.raises(UserError, match=message):
+        protocol.main(["--forget", "random:10", "class:0", "--config", item, "--cache-dir", str(tmp_path / "c"),
+                       "--out", str(tmp_path / "p.md")])
+    assert not (tmp_path / "p.md").exists()
