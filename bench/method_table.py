@@ -15,13 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from study.cache import ArtifactCache  # noqa: E402
-from study.cli_common import set_threads  # noqa: E402
+from study.cli_common import read_method_config, set_threads  # noqa: E402
 from study.config import experiment_from_preset  # noqa: E402
+from study.errors import UserError, cli_entry  # noqa: E402
 from study.methods import METHODS, build_method  # noqa: E402
 from study.pipeline import prepare  # noqa: E402
 from study.run import package_versions  # noqa: E402
@@ -30,7 +30,7 @@ from study.runner import run_method  # noqa: E402
 COLUMNS = ("UA", "MIA-Efficacy", "RA", "TA", "avg_disparity")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="fmnist-proxy")
     parser.add_argument("--forget", nargs="+", default=["random:10", "class:0"])
@@ -41,13 +41,15 @@ def main() -> None:
                         help="LABEL=CONFIG.yaml: also run an exported config (e.g. a tuned DAU) under LABEL")
     parser.add_argument("--out", default=None)
     parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     set_threads(args.threads)
     extras = []
     for item in args.extra:
+        if "=" not in item:
+            raise UserError(f"--extra {item!r}: expected LABEL=CONFIG.yaml")
         label, path = item.rsplit("=", 1)
-        extras.append((label, yaml.safe_load(Path(path).read_text())))
-    command = "python bench/method_table.py " + " ".join(sys.argv[1:])
+        extras.append((label, read_method_config(path, f"--extra {label}")))
+    command = "python bench/method_table.py " + " ".join(sys.argv[1:] if argv is None else argv)
     lines = [f"Command: `{command}`", "",
              f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, torch threads {args.threads or 'all'}; "
              f"versions: {package_versions()}", ""]
@@ -76,7 +78,10 @@ def main() -> None:
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
+    return 0
 
+
+run = cli_entry(main)
 
 if __name__ == "__main__":
-    main()
+    run()

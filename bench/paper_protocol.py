@@ -4,8 +4,8 @@ several seeds, mean ± std, with each method's run time as a ratio to Retrain's 
 Methods run with SPEC.md's defaults unless `--config METHOD=FILE.yaml` gives an exported
 configuration (e.g. `python -m study.export <study> --out best.yaml`), which then replaces that
 method's defaults for every seed; `--config METHOD@FORGET=FILE.yaml` does so for one forget
-scheme only, as the paper tunes random and class-wise forgetting separately. Writes Markdown with the command, the machine and the
-package versions. Every finished run is also kept in a CSV (`--runs`, default next to `--out`):
+scheme only, as the paper tunes random and class-wise forgetting separately. Writes Markdown
+with the command, the machine and the package versions. Every finished run is also kept in a CSV (`--runs`, default next to `--out`):
 rerunning the same command after an interruption, or with more seeds, computes only what is
 missing, so a protocol too long for one sitting can be completed in several.
 
@@ -30,14 +30,13 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analysis.formatting import markdown_table  # noqa: E402
 from analysis.table import TABLE_COLUMNS, sparsity_label, summarize, wide_table  # noqa: E402
 from study.cache import ArtifactCache  # noqa: E402
-from study.cli_common import resolve_device, set_threads  # noqa: E402
+from study.cli_common import read_method_config, resolve_device, set_threads  # noqa: E402
 from study.config import PRESETS, experiment_from_preset  # noqa: E402
 from study.errors import UserError, cli_entry  # noqa: E402
 from study.methods import build_method  # noqa: E402
@@ -170,15 +169,7 @@ def parse_configs(items: list[str], forgets: list[str]) -> dict[str, dict[str, d
         if forget and forget not in specific:
             raise UserError(f"--config {item!r}: forget scheme {forget!r} is not one of --forget "
                             f"({', '.join(forgets)})")
-        if not Path(path).is_file():
-            raise UserError(f"--config {target}: {path} not found")
-        try:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
-        except yaml.YAMLError as err:
-            raise UserError(f"--config {target}: {path} is not valid YAML ({str(err).splitlines()[0]})") from None
-        if not isinstance(loaded, dict):
-            raise UserError(f"--config {target}: {path} must hold a mapping with 'method' and 'params'")
-        (specific[forget] if forget else general)[name] = loaded
+        (specific[forget] if forget else general)[name] = read_method_config(path, f"--config {target}")
     return {forget: {**general, **specific[forget]} for forget in forgets}
 
 
@@ -219,8 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     run_log = RunLog(Path(runs_path) if runs_path else None)
     for forget in args.forget:
         runs = protocol_runs(args.preset, forget, args.sparsity, args.seeds, args.methods, configs_by_forget[forget],
-                             cache, device,
-                             args.data_root, run_log=run_log, epochs=args.epochs)
+                             cache, device, args.data_root, run_log=run_log, epochs=args.epochs)
         summary = summarize(runs[["method", "sparsity", *TABLE_COLUMNS]])
         sections += [f"### {args.preset}, forget {forget}, seeds {', '.join(map(str, args.seeds))} "
                      "(mean ± std over seeds)", "", markdown_table(wide_table(summary)), "",

@@ -40,7 +40,8 @@ import numpy as np
 import torch
 
 from study.cache import ArtifactCache, array_digest
-from study.cli_common import add_experiment_arguments, experiment_overrides, parse_params, set_threads
+from study.cli_common import (add_experiment_arguments, experiment_overrides, parse_params, read_method_config,
+                               set_threads)
 from study.config import ExperimentConfig, experiment_from_preset
 from study.errors import UserError, cli_entry
 from study.methods import build_method
@@ -289,15 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     add_experiment_arguments(parser)
     args = parser.parse_args(argv)
     set_threads(args.threads)
-    import yaml
-
     methods = []
     for item in args.method or ["ft"]:
         if "=" in item:
             label, path = item.rsplit("=", 1)
-            if not Path(path).is_file():
-                raise UserError(f"config file {path} not found")
-            cfg = yaml.safe_load(Path(path).read_text()) or {}
+            cfg = read_method_config(path, f"--method {label}")
             methods.append((label, cfg.get("method", ""), cfg.get("params") or {}))
         else:
             methods.append((item, item, parse_params(args.param) if len(args.method or ["ft"]) == 1 else {}))

@@ -1,10 +1,12 @@
-"""Command-line pieces shared by `study.run`, `study.tune` and `study.audit`."""
+"""Command-line pieces shared by `study.run`, `study.tune`, `study.audit` and the benchmarks."""
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 import torch
+import yaml
 
 from study.cache import DEFAULT_CACHE_DIR
 from study.config import PRESETS
@@ -69,3 +71,21 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
         key, value = pair.split("=", 1)
         params[key.strip()] = value.strip()
     return params
+
+
+def read_method_config(path: str, what: str) -> dict:
+    """A method config file (`method:` and `params:`, as `study.export` writes or by hand) as a mapping.
+
+    A missing file, invalid YAML or a file that is not a mapping ends in one `UserError` that
+    names the option it came from (`what`), before any training.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"{what}: {file} not found")
+    try:
+        loaded = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"{what}: {file} is not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(loaded, dict):
+        raise UserError(f"{what}: {file} must hold a mapping with 'method' and 'params'")
+    return loaded
