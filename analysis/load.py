@@ -7,6 +7,7 @@ to add the best epoch's metrics beside the final ones.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -16,7 +17,10 @@ from study.errors import UserError
 
 METRICS = ("avg_disparity", "UA", "MIA-Efficacy", "RA", "TA")
 OBJECTIVE_COLUMNS = ("avg_disparity", "retrain_free_score")
-EXTRA_PREFIXES = ("mia/", "heldout/", "retrain_free")  # metric MIAs, held-out attacks, retrain-free score
+# metric MIAs, held-out attacks, retrain-free score, and (trials run with --average-seeds) each
+# seed's own headline metrics and the objectives' spread over seeds
+EXTRA_PREFIXES = ("mia/", "heldout/", "retrain_free", "seed_std/")
+PER_SEED = re.compile(r"seed\d+/")
 
 
 def find_study_dirs(path: str | Path) -> list[Path]:
@@ -78,7 +82,8 @@ def load_study(path: str | Path) -> pd.DataFrame:
                 row[key] = last.get(key)
             for key in METRICS:
                 row[f"retrain.{key}"] = last.get(f"retrain/{key}")
-            row.update({k: v for k, v in last.items() if k.startswith(EXTRA_PREFIXES)})
+            row.update({k: v for k, v in last.items() if k.startswith(EXTRA_PREFIXES) or PER_SEED.match(k)})
+            row["average_seeds"] = " ".join(map(str, trial.config.get("average_seeds") or [])) or None
             row["error"] = _error_line(trial_dir) if trial.status == "ERROR" else None
             progress = trial_dir / "progress.csv"
             history = pd.read_csv(progress) if progress.exists() and progress.stat().st_size else pd.DataFrame()

@@ -27,6 +27,9 @@ def ranking(frame: pd.DataFrame, top: int | None = None, by: str | None = None) 
     shown = [c for c in (*OBJECTIVE_COLUMNS, *METRICS) if c in ok and (c == by or ok[c].notna().any())]
     shown = list(dict.fromkeys([by, *shown]))
     table = ok[["trial_id", "method", *shown, "run_seconds", *searched]].copy()
+    spread = f"seed_std/{by}"
+    if spread in ok and ok[spread].notna().any():  # trials averaged over seeds: show how much they vary
+        table.insert(table.columns.get_loc(by) + 1, f"{by} std over seeds", ok[spread])
     table.insert(0, "rank", range(1, len(table) + 1))
     if len(ok) and ok["retrain.UA"].notna().any():
         first = ok.iloc[0]

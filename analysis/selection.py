@@ -64,20 +64,28 @@ def compute_disparity(frame: pd.DataFrame, cache_dir: str) -> pd.DataFrame:
 
     frame = frame.copy()
     prepared_by_key: dict[str, object] = {}
+    names = ("avg_disparity", "UA", "MIA-Efficacy", "RA", "TA")
     for index, row in finished(frame, SCORE).iterrows():
         params_file = Path(row["trial_dir"]) / "params.json"
         if not params_file.exists():
             raise UserError(f"{params_file} is missing; cannot rebuild the trial's experiment")
-        config = ExperimentConfig.from_dict(json.loads(params_file.read_text())["experiment"])
-        key = repr(config.as_dict())
-        if key not in prepared_by_key:
-            prepared_by_key[key] = prepare(config, ArtifactCache(cache_dir), log=lambda m: print(m, flush=True))
-        prepared = prepared_by_key[key]
+        experiment = json.loads(params_file.read_text())["experiment"]
         state = torch.load(_final_checkpoint(Path(row["trial_dir"])), map_location="cpu", weights_only=False)
-        model = prepared.fresh_original()
-        model.load_state_dict(state["method"]["model"])
-        metrics = prepared.evaluate(model)
-        for name in ("avg_disparity", "UA", "MIA-Efficacy", "RA", "TA"):
+        # A trial run with --average-seeds holds one model per seed; its score is their mean, so
+        # its Avg. Disparity is too.
+        per_seed = state.get("seeds") or [{"seed": experiment["seed"], "method": state["method"]}]
+        measured = []
+        for entry in per_seed:
+            config = ExperimentConfig.from_dict({**experiment, "seed": entry["seed"]})
+            key = repr(config.as_dict())
+            if key not in prepared_by_key:
+                prepared_by_key[key] = prepare(config, ArtifactCache(cache_dir), log=lambda m: print(m, flush=True))
+            prepared = prepared_by_key[key]
+            model = prepared.fresh_original()
+            model.load_state_dict(entry["method"]["model"])
+            measured.append(prepared.evaluate(model))
+        metrics = {name: sum(m[name] for m in measured) / len(measured) for name in names}
+        for name in names:
             frame.loc[index, name] = metrics[name]
         print(f"  trial {row['trial_id']}: {SCORE} {row[SCORE]:.2f}, Avg. Disparity {metrics['avg_disparity']:.2f}",
               flush=True)

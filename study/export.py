@@ -1,7 +1,9 @@
 """`python -m study.export <study dir> --top 1 --out best.yaml`: write the best trials' full configs.
 
 The YAML is what `python -m study.run --config best.yaml` reads, so the best trial can be
-re-run outside Ray (same seed, CPU: the same metrics within half a point).
+re-run outside Ray (same seed, CPU: the same metrics within half a point). A trial tuned with
+`--average-seeds` is exported with its first seed in `experiment.seed` and the seeds it was
+averaged over in `source.average_seeds`; `bench/paper_protocol.py --seeds ...` re-runs it on all.
 """
 from __future__ import annotations
 
@@ -44,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         config = trial_config(Path(row["trial_dir"]))
         config["source"] = {"study": row["study"], "trial_id": row["trial_id"], "rank": rank,
                             "objective": objective, objective: float(row[objective])}
+        if isinstance(row.get("average_seeds"), str):  # the objective is a mean over these seeds
+            config["source"]["average_seeds"] = [int(seed) for seed in row["average_seeds"].split()]
         target = out if args.top == 1 else out.with_name(f"{out.stem}-{rank}{out.suffix or '.yaml'}")
         partial = target.with_name(f".{target.name}.partial")
         partial.write_text(yaml.safe_dump(config, sort_keys=False))

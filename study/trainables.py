@@ -9,11 +9,20 @@ attacker's own accuracy, the unlearning run time so far and the losses.
 With `objective: retrain_free` the trial never builds or reads a Retrain model: it reports the
 held-out attacks and `retrain_free_score` (study/heldout.py) instead of Avg. Disparity. With
 `retrain_free_score: true` it reports both, so the two objectives can be compared afterwards.
+
+With `average_seeds: [0, 1, 2]` one trial runs its configuration once per seed (each seed its
+own split, original, Retrain and method instance, stepped epoch by epoch side by side) and
+reports the mean of every metric over the seeds, plus `seed<k>/<metric>` and
+`seed_std/<objective>`. A configuration tuned on one seed overfits that seed's split and
+initialisation (docs/RESULTS.md §3, session 6); averaging makes the objective a property of
+the configuration rather than of one draw, at the cost of one run per seed.
 """
 from __future__ import annotations
 
 import os
+import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,71 +33,121 @@ from study.config import ExperimentConfig
 from study.errors import UserError
 from study.heldout import RetrainFreeJudge
 from study.methods import build_method
-from study.pipeline import prepare
+from study.methods.base import UnlearningMethod
+from study.pipeline import Prepared, prepare
 
 STATE_FILE = "trial_state.pt"
+SEED_SPREAD_METRICS = ("avg_disparity", "retrain_free_score")  # reported as seed_std/<name> too
 
 
 def trial_device(gpus_per_trial: float) -> str:
     return "cuda" if gpus_per_trial > 0 and torch.cuda.is_available() else "cpu"
 
 
+@dataclass
+class SeedRun:
+    """One seed's share of a trial: its cached artifacts, its own method instance and judge."""
+
+    seed: int
+    prepared: Prepared
+    method: UnlearningMethod
+    judge: RetrainFreeJudge | None
+    run_seconds: float = 0.0
+
+
+def mean_over_seeds(per_seed: list[dict], seeds: list[int]) -> dict:
+    """Mean of every numeric entry over the seeds' results; with several seeds also each seed's
+    own value of the headline metrics and the spread of the objectives across seeds."""
+    if len(per_seed) == 1:
+        return dict(per_seed[0])
+    keys = [k for k in per_seed[0] if all(isinstance(r.get(k), (int, float)) for r in per_seed)]
+    merged = {k: statistics.fmean(float(r[k]) for r in per_seed) for k in keys}
+    for seed, result in zip(seeds, per_seed):
+        for name in ("avg_disparity", "retrain_free_score", "UA", "MIA-Efficacy", "RA", "TA"):
+            if name in result:
+                merged[f"seed{seed}/{name}"] = float(result[name])
+    for name in SEED_SPREAD_METRICS:
+        if name in merged:
+            merged[f"seed_std/{name}"] = statistics.stdev(float(r[name]) for r in per_seed)
+    return merged
+
+
 class UnlearningTrainable(tune.Trainable):
     """config = {"experiment": {...}, "method": name, "params": {...}, "cache_dir": path,
     "threads": int, "gpus": float, "objective": "avg_disparity" | "retrain_free",
-    "retrain_free_score": bool}"""
+    "retrain_free_score": bool, "average_seeds": [int, ...] (optional)}"""
 
     def setup(self, config: dict) -> None:
         torch.set_num_threads(max(1, int(config.get("threads", 1))))
         self.device = trial_device(float(config.get("gpus", 0)))
-        self.experiment = ExperimentConfig.from_dict(config["experiment"])
-        self.method = build_method(config["method"], config.get("params") or {})
+        experiment = ExperimentConfig.from_dict(config["experiment"])
+        seeds = [int(s) for s in (config.get("average_seeds") or [experiment.seed])]
         retrain_free = config.get("objective", "avg_disparity") == "retrain_free"
-        if retrain_free and getattr(self.method, "from_cache", False):
-            raise UserError("the retrain-free objective cannot evaluate the retrain method itself")
         cache = ArtifactCache(config["cache_dir"])
-        self.prepared = prepare(self.experiment, cache, device=self.device, need_retrain=not retrain_free,
-                                log=lambda message: None)
-        self.judge = (RetrainFreeJudge(self.prepared, cache)
-                      if retrain_free or config.get("retrain_free_score") else None)
-        if not getattr(self.method, "from_cache", False):
-            self.method.setup(self.prepared.fresh_original(), self.prepared.unlearn_data())
+        self.seed_runs: list[SeedRun] = []
+        for seed in seeds:
+            method = build_method(config["method"], config.get("params") or {})
+            if retrain_free and getattr(method, "from_cache", False):
+                raise UserError("the retrain-free objective cannot evaluate the retrain method itself")
+            prepared = prepare(ExperimentConfig.from_dict({**experiment.as_dict(), "seed": seed}), cache,
+                               device=self.device, need_retrain=not retrain_free, log=lambda message: None)
+            judge = RetrainFreeJudge(prepared, cache) if retrain_free or config.get("retrain_free_score") else None
+            if not getattr(method, "from_cache", False):
+                method.setup(prepared.fresh_original(), prepared.unlearn_data())
+            self.seed_runs.append(SeedRun(seed, prepared, method, judge))
         self.epochs_done = 0
-        self.run_seconds = 0.0
 
-    def step(self) -> dict:
+    @property
+    def method(self) -> UnlearningMethod:
+        """The first seed's method (the only one unless `average_seeds` is given)."""
+        return self.seed_runs[0].method
+
+    def _step_seed(self, run: SeedRun) -> dict:
         logs: dict = {}
-        if getattr(self.method, "from_cache", False):  # Retrain: the cached gold standard
-            metrics = dict(self.prepared.retrain_metrics)
-            self.run_seconds = float(self.prepared.retrain_seconds)
-            total_epochs = 0
+        if getattr(run.method, "from_cache", False):  # Retrain: the cached gold standard
+            metrics = dict(run.prepared.retrain_metrics)
+            run.run_seconds = float(run.prepared.retrain_seconds)
         else:
-            total_epochs = self.method.num_epochs
-            if self.epochs_done < total_epochs:
+            if self.epochs_done < run.method.num_epochs:
                 start = time.perf_counter()
-                logs = self.method.run_epoch(self.epochs_done)
-                self.run_seconds += time.perf_counter() - start
-                self.epochs_done += 1
-            model = self.method.model if total_epochs else self.prepared.original
-            metrics = self.prepared.evaluate(model)
+                logs = run.method.run_epoch(self.epochs_done)
+                run.run_seconds += time.perf_counter() - start
+            model = run.method.model if run.method.num_epochs else run.prepared.original
+            metrics = run.prepared.evaluate(model)
             # Every epoch, even when only logged: ASHA may stop a trial after any epoch, and a trial
             # without the score would drop out of the comparison of objectives (analysis.selection).
-            if self.judge is not None:
-                metrics.update(self.judge(model))
-        retrain_seconds = self.prepared.retrain_seconds
+            if run.judge is not None:
+                metrics.update(run.judge(model))
         result = {**metrics, **{k: v for k, v in logs.items() if isinstance(v, (int, float))},
-                  "run_seconds": self.run_seconds, "epoch": self.epochs_done,
-                  tune.result.DONE: self.epochs_done >= total_epochs}
+                  "run_seconds": run.run_seconds}
+        retrain_seconds = run.prepared.retrain_seconds
         if retrain_seconds:
-            result.update(retrain_seconds=retrain_seconds, time_ratio_to_retrain=self.run_seconds / retrain_seconds)
-        for name, value in (self.prepared.retrain_metrics or {}).items():
+            result.update(retrain_seconds=retrain_seconds, time_ratio_to_retrain=run.run_seconds / retrain_seconds)
+        for name, value in (run.prepared.retrain_metrics or {}).items():
             result[f"retrain/{name}"] = value
         return result
 
+    def step(self) -> dict:
+        first = self.method
+        total_epochs = 0 if getattr(first, "from_cache", False) else first.num_epochs
+        per_seed = [self._step_seed(run) for run in self.seed_runs]
+        if self.epochs_done < total_epochs:
+            self.epochs_done += 1
+        result = mean_over_seeds(per_seed, [run.seed for run in self.seed_runs])
+        result.update(epoch=self.epochs_done, **{tune.result.DONE: self.epochs_done >= total_epochs})
+        return result
+
     def save_checkpoint(self, checkpoint_dir: str) -> dict | None:
-        state = {"epochs_done": self.epochs_done, "run_seconds": self.run_seconds}
-        if self.method.model is not None:
-            state["method"] = self.method.state_dict()
+        # One seed keeps the layout of earlier studies ("method", "run_seconds"), which
+        # analysis.selection and --resume of those studies read.
+        first = self.seed_runs[0]
+        state: dict = {"epochs_done": self.epochs_done, "run_seconds": first.run_seconds}
+        if first.method.model is not None:
+            state["method"] = first.method.state_dict()
+        if len(self.seed_runs) > 1:
+            state["seeds"] = [{"seed": run.seed, "run_seconds": run.run_seconds,
+                               "method": run.method.state_dict() if run.method.model is not None else None}
+                              for run in self.seed_runs]
         torch.save(state, Path(checkpoint_dir) / STATE_FILE)
         return None
 
@@ -97,6 +156,13 @@ class UnlearningTrainable(tune.Trainable):
         if checkpoint_dir is None:
             return
         state = torch.load(os.path.join(checkpoint_dir, STATE_FILE), map_location=self.device, weights_only=False)
-        self.epochs_done, self.run_seconds = state["epochs_done"], state["run_seconds"]
-        if "method" in state:
-            self.method.load_state_dict(state["method"])
+        self.epochs_done = state["epochs_done"]
+        saved = state.get("seeds") or [{"seed": self.seed_runs[0].seed, "run_seconds": state["run_seconds"],
+                                        "method": state.get("method")}]
+        if [entry["seed"] for entry in saved] != [run.seed for run in self.seed_runs]:
+            raise UserError(f"checkpoint in {checkpoint_dir} holds seeds {[e['seed'] for e in saved]}, "
+                            f"the trial runs {[run.seed for run in self.seed_runs]}")
+        for run, entry in zip(self.seed_runs, saved):
+            run.run_seconds = entry["run_seconds"]
+            if entry.get("method") is not None:
+                run.method.load_state_dict(entry["method"])

@@ -5,6 +5,11 @@ on `avg_disparity` (mode min), each trial is an `UnlearningTrainable` that reads
 original and Retrain models. The original/Retrain artifacts are built once by the driver
 before any trial starts. Results, checkpoints and TensorBoard event files live under
 `<storage>/<name>`; `--resume` continues an interrupted study from there.
+
+`--average-seeds 0 1 2` makes every trial run its configuration on each seed and report the
+mean: a configuration chosen on one seed's split often fails on the next (docs/RESULTS.md §3),
+and a space's `experiment.seeds` cannot help there, because it runs each seed as a trial of its
+own that the sampler treats as an unrelated configuration.
 """
 from __future__ import annotations
 
@@ -42,7 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--storage", default="studies", help="local folder or URI Ray accepts (default ./studies)")
     parser.add_argument("--name", default=None, help="study name (default: <space>-<dataset>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted study --name in --storage")
-    parser.add_argument("--seed", type=int, default=None, help="experiment seed (split, init); also seeds the sampler")
+    parser.add_argument("--seed", type=int, default=None, help="experiment seed (split, init); also seeds the sampler (with --average-seeds: only the sampler)")
+    parser.add_argument("--average-seeds", type=int, nargs="+", default=None, metavar="SEED",
+                        help="run every trial once per seed and report the mean (e.g. 0 1 2): tunes for "
+                             "settings that hold across splits and initialisations, at one run per seed")
     parser.add_argument("--objective", choices=sorted(OBJECTIVES), default="avg_disparity",
                         help="what trials minimise: Avg. Disparity to Retrain (default), or the retrain-free score "
                              "(held-out attacks + accuracy gaps; no Retrain model is built or read)")
@@ -72,6 +80,12 @@ def check_resources(args: argparse.Namespace) -> None:
     for flag, value in (("--num-samples", args.num_samples), ("--max-concurrent", args.max_concurrent)):
         if value is not None and value < 1:
             raise UserError(f"{flag} must be at least 1")
+    seeds = getattr(args, "average_seeds", None)
+    if seeds is not None:
+        if len(set(seeds)) != len(seeds):
+            raise UserError(f"--average-seeds lists a seed twice: {' '.join(map(str, seeds))}")
+        if any(seed < 0 for seed in seeds):
+            raise UserError("--average-seeds takes seeds of 0 or more")
 
 
 def trial_resources(cpus_per_trial: float, gpus_per_trial: float) -> dict[str, float]:
@@ -127,19 +141,20 @@ def base_experiment(space: SearchSpace, args: argparse.Namespace) -> dict:
     values = dict(space.experiment)
     preset = args.preset or values.pop("preset", "digits")
     values.pop("preset", None)
+    seed = args.average_seeds[0] if getattr(args, "average_seeds", None) else args.seed
     overrides = {"dataset": args.dataset, "model": args.model, "forget": args.forget, "epochs": args.epochs,
-                 "data_root": args.data_root, "seed": args.seed}
+                 "data_root": args.data_root, "seed": seed}
     values.update({k: v for k, v in overrides.items() if v is not None})
     return experiment_from_preset(preset, **values).as_dict()
 
 
 def prebuild_artifacts(experiment: dict, method_space: MethodSpace, cache: ArtifactCache,
-                       need_retrain: bool = True) -> None:
+                       need_retrain: bool = True, average_seeds: list[int] | None = None) -> None:
     """Train (or find) every original (and Retrain, unless retrain-free) the trials will read, once."""
     from study.config import ExperimentConfig
     from study.pipeline import prepare
 
-    seeds = method_space.values_of("seed") or [experiment["seed"]]
+    seeds = average_seeds or method_space.values_of("seed") or [experiment["seed"]]
     sparsities = method_space.values_of("sparsity") or [experiment["sparsity"]]
     forgets = method_space.values_of("forget") or [experiment["forget"]]
     for seed in seeds:
@@ -166,7 +181,8 @@ def _param_space(experiment: dict, method_space: MethodSpace, args, threads: int
     params, experiment_search = method_space.param_space()
     return {"experiment": {**experiment, **experiment_search}, "method": method_space.method, "params": params,
             "cache_dir": str(Path(args.cache_dir).resolve()), "threads": threads, "gpus": args.gpus_per_trial,
-            "objective": args.objective, "retrain_free_score": args.retrain_free_score}
+            "objective": args.objective, "retrain_free_score": args.retrain_free_score,
+            **({"average_seeds": list(args.average_seeds)} if getattr(args, "average_seeds", None) else {})}
 
 
 def _tuner(method_space: MethodSpace, param_space: dict, args, space: SearchSpace, storage: str, name: str):
@@ -226,6 +242,9 @@ def run_study(args: argparse.Namespace) -> int:
     if not method_spaces:
         raise UserError(f"space {space.name} has no method {args.method!r}; it has "
                         f"{', '.join(m.method for m in space.methods)}")
+    if args.average_seeds and any(m.values_of("seed") for m in method_spaces):
+        raise UserError(f"space {space.name} already runs each of its seeds as a trial (experiment.seeds); "
+                        "--average-seeds would run them inside every trial as well")
     experiment = base_experiment(space, args)
     storage = args.storage if "://" in args.storage else str(Path(args.storage).resolve())
     if args.resume and not args.name:
@@ -256,7 +275,8 @@ def run_study(args: argparse.Namespace) -> int:
               f"forget {experiment['forget']} ==", flush=True)
         if args.objective == "retrain_free" and method_space.method == "retrain":
             raise UserError("the retrain-free objective cannot tune the retrain method itself")
-        prebuild_artifacts(experiment, method_space, cache, need_retrain=args.objective != "retrain_free")
+        prebuild_artifacts(experiment, method_space, cache, need_retrain=args.objective != "retrain_free",
+                           average_seeds=args.average_seeds)
         param_space = _param_space(experiment, method_space, args, threads)
         if args.resume:
             from ray import tune
@@ -267,6 +287,7 @@ def run_study(args: argparse.Namespace) -> int:
             tuner = _tuner(method_space, param_space, args, space, study_storage, study_name)
         study_meta = {"space": space.name, "space_file": str(space.path), "method": method_space.method,
                       "experiment": experiment, "objective": OBJECTIVES[args.objective],
+                      "average_seeds": args.average_seeds,
                       "command": " ".join(["python -m study.tune", *sys.argv[1:]]), "status": "running"}
         if "://" not in storage:
             study_dir.mkdir(parents=True, exist_ok=True)

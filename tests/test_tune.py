@@ -156,6 +156,9 @@ def test_bad_space_files(tmp_path, change, needle):
     (["--space", "classwise", "--resume"], "--resume needs --name"),
     (["--space", "classwise", "--resume", "--name", "never-ran"], "no study to resume"),
     (["--space", "classwise", "--num-samples", "0"], "--num-samples"),
+    (["--space", "classwise", "--average-seeds", "0", "1", "0"], "lists a seed twice"),
+    (["--space", "classwise", "--average-seeds", "-1"], "seeds of 0 or more"),
+    (["--space", "ablation", "--average-seeds", "0", "1"], "already runs each of its seeds as a trial"),
 ])
 def test_bad_tune_input(tmp_path, args, needle):
     result = subprocess.run([sys.executable, "-m", "study.tune", *args, "--storage", str(tmp_path / "s"),
