@@ -9,8 +9,8 @@ with the command, the machine and the package versions. Every finished run is al
 rerunning the same command after an interruption, or with more seeds, computes only what is
 missing, so a protocol too long for one sitting can be completed in several.
 
-CPU scale (the memorising Fashion-MNIST proxy of SPEC.md; about 20 min per forget scheme,
-sparsity and seed on 2 cores with the default method list):
+CPU scale (the memorising Fashion-MNIST proxy of SPEC.md; 100 min for the whole protocol on 2 cores
+with the tuned DAU configs of docs/RESULTS.md §7, longer with DAU's reference defaults):
 
     python bench/paper_protocol.py --preset fmnist-proxy --cache-dir /tmp/protocol-cache --out docs/protocol_fmnist.md
 
