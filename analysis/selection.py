@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.formatting import markdown_table
-from analysis.load import finished, load_study
+from analysis.load import METRICS, finished, load_study
 from study.cache import DEFAULT_CACHE_DIR
 from study.errors import UserError, cli_entry
 
@@ -61,10 +61,10 @@ def compute_disparity(frame: pd.DataFrame, cache_dir: str) -> pd.DataFrame:
     from study.cache import ArtifactCache
     from study.config import ExperimentConfig
     from study.pipeline import prepare
+    from study.trainables import mean_over_seeds
 
     frame = frame.copy()
     prepared_by_key: dict[str, object] = {}
-    names = ("avg_disparity", "UA", "MIA-Efficacy", "RA", "TA")
     for index, row in finished(frame, SCORE).iterrows():
         params_file = Path(row["trial_dir"]) / "params.json"
         if not params_file.exists():
@@ -84,8 +84,8 @@ def compute_disparity(frame: pd.DataFrame, cache_dir: str) -> pd.DataFrame:
             model = prepared.fresh_original()
             model.load_state_dict(entry["method"]["model"])
             measured.append(prepared.evaluate(model))
-        metrics = {name: sum(m[name] for m in measured) / len(measured) for name in names}
-        for name in names:
+        metrics = mean_over_seeds(measured, [entry["seed"] for entry in per_seed])
+        for name in METRICS:
             frame.loc[index, name] = metrics[name]
         print(f"  trial {row['trial_id']}: {SCORE} {row[SCORE]:.2f}, Avg. Disparity {metrics['avg_disparity']:.2f}",
               flush=True)

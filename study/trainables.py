@@ -38,6 +38,7 @@ from study.pipeline import Prepared, prepare
 
 STATE_FILE = "trial_state.pt"
 SEED_SPREAD_METRICS = ("avg_disparity", "retrain_free_score")  # reported as seed_std/<name> too
+PER_SEED_METRICS = (*SEED_SPREAD_METRICS, "UA", "MIA-Efficacy", "RA", "TA")  # reported as seed<k>/<name>
 
 
 def trial_device(gpus_per_trial: float) -> str:
@@ -63,7 +64,7 @@ def mean_over_seeds(per_seed: list[dict], seeds: list[int]) -> dict:
     keys = [k for k in per_seed[0] if all(isinstance(r.get(k), (int, float)) for r in per_seed)]
     merged = {k: statistics.fmean(float(r[k]) for r in per_seed) for k in keys}
     for seed, result in zip(seeds, per_seed):
-        for name in ("avg_disparity", "retrain_free_score", "UA", "MIA-Efficacy", "RA", "TA"):
+        for name in PER_SEED_METRICS:
             if name in result:
                 merged[f"seed{seed}/{name}"] = float(result[name])
     for name in SEED_SPREAD_METRICS:
@@ -139,12 +140,14 @@ class UnlearningTrainable(tune.Trainable):
 
     def save_checkpoint(self, checkpoint_dir: str) -> dict | None:
         # One seed keeps the layout of earlier studies ("method", "run_seconds"), which
-        # analysis.selection and --resume of those studies read.
-        first = self.seed_runs[0]
-        state: dict = {"epochs_done": self.epochs_done, "run_seconds": first.run_seconds}
-        if first.method.model is not None:
-            state["method"] = first.method.state_dict()
-        if len(self.seed_runs) > 1:
+        # analysis.selection and --resume of those studies read; several seeds go in "seeds".
+        state: dict = {"epochs_done": self.epochs_done}
+        if len(self.seed_runs) == 1:
+            run = self.seed_runs[0]
+            state["run_seconds"] = run.run_seconds
+            if run.method.model is not None:
+                state["method"] = run.method.state_dict()
+        else:
             state["seeds"] = [{"seed": run.seed, "run_seconds": run.run_seconds,
                                "method": run.method.state_dict() if run.method.model is not None else None}
                               for run in self.seed_runs]

@@ -80,7 +80,7 @@ def check_resources(args: argparse.Namespace) -> None:
     for flag, value in (("--num-samples", args.num_samples), ("--max-concurrent", args.max_concurrent)):
         if value is not None and value < 1:
             raise UserError(f"{flag} must be at least 1")
-    seeds = getattr(args, "average_seeds", None)
+    seeds = args.average_seeds
     if seeds is not None:
         if len(set(seeds)) != len(seeds):
             raise UserError(f"--average-seeds lists a seed twice: {' '.join(map(str, seeds))}")
@@ -141,7 +141,7 @@ def base_experiment(space: SearchSpace, args: argparse.Namespace) -> dict:
     values = dict(space.experiment)
     preset = args.preset or values.pop("preset", "digits")
     values.pop("preset", None)
-    seed = args.average_seeds[0] if getattr(args, "average_seeds", None) else args.seed
+    seed = args.average_seeds[0] if args.average_seeds else args.seed
     overrides = {"dataset": args.dataset, "model": args.model, "forget": args.forget, "epochs": args.epochs,
                  "data_root": args.data_root, "seed": seed}
     values.update({k: v for k, v in overrides.items() if v is not None})
@@ -182,7 +182,7 @@ def _param_space(experiment: dict, method_space: MethodSpace, args, threads: int
     return {"experiment": {**experiment, **experiment_search}, "method": method_space.method, "params": params,
             "cache_dir": str(Path(args.cache_dir).resolve()), "threads": threads, "gpus": args.gpus_per_trial,
             "objective": args.objective, "retrain_free_score": args.retrain_free_score,
-            **({"average_seeds": list(args.average_seeds)} if getattr(args, "average_seeds", None) else {})}
+            **({"average_seeds": list(args.average_seeds)} if args.average_seeds else {})}
 
 
 def _tuner(method_space: MethodSpace, param_space: dict, args, space: SearchSpace, storage: str, name: str):
