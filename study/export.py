@@ -21,6 +21,26 @@ def trial_config(trial_dir: Path) -> dict:
     return {"experiment": params["experiment"], "method": params["method"], "params": params.get("params") or {}}
 
 
+def as_run(config: dict, epochs_reached) -> tuple[dict, str | None]:
+    """The config that produced a trial's last reported metrics, and why it differs if it does.
+
+    A trial that ASHA stopped after epoch k of its n is exported with `epochs: k`, so
+    `study.run --config` re-runs what was ranked rather than a longer run nobody measured.
+    (l1-sparse's penalty decays over the total epoch count, so its shortened re-run is close to,
+    not the same as, the trial.)"""
+    from study.methods import method_class
+
+    declared = {h.name: h for h in method_class(config["method"]).hyperparams}
+    if "epochs" not in declared or epochs_reached is None or epochs_reached != epochs_reached:  # NaN: never reported
+        return config, None
+    total = int(config["params"].get("epochs", declared["epochs"].default))
+    reached = int(epochs_reached)
+    if not 0 < reached < total:
+        return config, None
+    return ({**config, "params": {**config["params"], "epochs": reached}},
+            f"after epoch {reached} of {total}; exported with epochs {reached}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m study.export",
                                      description="Export the best trials of a study as configs for study.run --config.")
@@ -43,9 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for rank, (_, row) in enumerate(frame.head(args.top).iterrows(), start=1):
-        config = trial_config(Path(row["trial_dir"]))
+        config, stopped = as_run(trial_config(Path(row["trial_dir"])), row.get("epoch"))
         config["source"] = {"study": row["study"], "trial_id": row["trial_id"], "rank": rank,
                             "objective": objective, objective: float(row[objective])}
+        if stopped:
+            config["source"]["stopped_early"] = stopped
         if isinstance(row.get("average_seeds"), str):  # the objective is a mean over these seeds
             config["source"]["average_seeds"] = [int(seed) for seed in row["average_seeds"].split()]
         target = out if args.top == 1 else out.with_name(f"{out.stem}-{rank}{out.suffix or '.yaml'}")

@@ -188,3 +188,17 @@ def test_analysis_rank_cli(finished_study, tmp_path):
         assert row["avg_disparity"] == pytest.approx(last["avg_disparity"])
     not_a_study = subprocess.run([sys.executable, "-m", "analysis.rank", str(tmp_path)], capture_output=True, text=True)
     assert not_a_study.returncode == 2 and "not a Ray Tune study" in not_a_study.stderr
+
+
+def test_a_trial_stopped_early_is_exported_as_the_run_that_was_ranked():
+    from study.export import as_run
+
+    config = {"experiment": {}, "method": "dau", "params": {"epochs": 3, "lr": 0.1}}
+    shortened, why = as_run(config, 1)
+    assert shortened["params"] == {"epochs": 1, "lr": 0.1} and why == "after epoch 1 of 3; exported with epochs 1"
+    assert config["params"]["epochs"] == 3  # the trial's own config is left alone
+    assert as_run(config, 3) == (config, None)
+    assert as_run(config, float("nan")) == (config, None)
+    default_epochs, why = as_run({"experiment": {}, "method": "dau", "params": {}}, 1)
+    assert default_epochs["params"]["epochs"] == 1 and why.endswith("epochs 1")  # DAU's default is 3 epochs
+    assert as_run({"experiment": {}, "method": "original", "params": {}}, 1)[1] is None
