@@ -161,14 +161,20 @@ def test_classwise_switch_stops_the_adversary(digits_classwise):
     assert "adv_loss" in logs
 
 
+def _record_learning_rates(method) -> list[float]:
+    """The defender's learning rate at each of its optimizer steps from now on."""
+    seen: list[float] = []
+    step = method.optimizer.step
+    method.optimizer.step = lambda *a, **k: seen.append(method.optimizer.param_groups[0]["lr"]) or step(*a, **k)
+    return seen
+
+
 def test_repair_decay_anneals_the_rate_to_zero_by_the_last_iteration(digits_classwise):
     method = build_method("dau", {**FAST_DAU, "batch_size": 64, "epochs": 2, "stop_iter": 4,
                                   "stop_unlearn_lr": 0.02, "repair_decay": True})
     method.setup(digits_classwise.fresh_original(), digits_classwise.unlearn_data())
     method.pretrained = True
-    seen = []
-    step = method.optimizer.step
-    method.optimizer.step = lambda *a, **k: seen.append(method.optimizer.param_groups[0]["lr"]) or step(*a, **k)
+    seen = _record_learning_rates(method)
     for epoch in range(2):
         method.run_epoch(epoch)
     total = 2 * -(-len(digits_classwise.unlearn_data().retain_x) // 64)
@@ -184,8 +190,6 @@ def test_without_repair_decay_the_repair_rate_stays_constant(digits_classwise):
     method = build_method("dau", {**FAST_DAU, "stop_iter": 2, "stop_unlearn_lr": 0.003})
     method.setup(digits_classwise.fresh_original(), digits_classwise.unlearn_data())
     method.pretrained = True
-    seen = []
-    step = method.optimizer.step
-    method.optimizer.step = lambda *a, **k: seen.append(method.optimizer.param_groups[0]["lr"]) or step(*a, **k)
+    seen = _record_learning_rates(method)
     method.run_epoch(0)
     assert seen[2:] == [0.003] * (len(seen) - 2)

@@ -145,7 +145,7 @@ class DAU(UnlearningMethod):
         base = self.stop_unlearn_lr if self.stop_unlearn_lr is not None else self.lr
         if self.repair_decay:
             per_epoch = math.ceil(len(self.data.retain_x) / self.batch_size)
-            remaining = max(1, self.epochs * per_epoch - self.switch_at)
+            remaining = max(1, self.num_epochs * per_epoch - self.switch_at)
             progress = min(1.0, (self.defender_iterations - self.switch_at) / remaining)
             lr = 0.5 * base * (1.0 + math.cos(math.pi * progress))
         elif self.defender_iterations == self.switch_at:
