@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-regularizer", action="store_true",
                         help="DAU without the Barlow Twins term (same as -p regularizer=false)")
     parser.add_argument("--config", default=None,
-                        help="YAML/JSON from `python -m study.export` or a run's config.json; flags override it")
+                        help="YAML/JSON from `python -m study.export`, a run's config.json, or a method config "
+                             "(bench/configs/*.yaml: 'method' and 'params' only, the experiment then comes from "
+                             "the flags); flags override it")
     parser.add_argument("--out", default=None, help="run folder to write (model.pt, metrics.json, config.json, splits)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     parser.add_argument("--eval-every-epoch", action="store_true", help="print the metrics after every epoch")
@@ -56,8 +58,11 @@ def read_config_file(path: str) -> dict:
         loaded = yaml.safe_load(file.read_text())
     except yaml.YAMLError as err:
         raise UserError(f"config file {file} is not valid YAML/JSON: {str(err).splitlines()[0]}") from err
-    if not isinstance(loaded, dict) or "experiment" not in loaded:
-        raise UserError(f"config file {file} must be a mapping with 'experiment', 'method' and 'params'")
+    if not isinstance(loaded, dict) or not ("experiment" in loaded or "method" in loaded):
+        raise UserError(f"config file {file} must be a mapping with 'method' and 'params' "
+                        "(and 'experiment', unless the flags give it)")
+    if not isinstance(loaded.get("params") or {}, dict):
+        raise UserError(f"config file {file}: 'params' must be a mapping of hyperparameter names to values")
     return loaded
 
 
@@ -130,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         params["regularizer"] = False
     method = build_method(method_name, params)  # validates before any training
 
-    if file_config:
+    if file_config.get("experiment") is not None:
         base = ExperimentConfig.from_dict(file_config["experiment"]).as_dict()
         overrides = {k: v for k, v in experiment_overrides(args).items() if v is not None}
         recipe = dict(base.pop("recipe"))

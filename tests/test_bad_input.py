@@ -49,7 +49,11 @@ def test_bad_config_files_for_study_run(tmp_path):
     broken.write_text("method: [unclosed")
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text("method: dau\nparams: {alpha: banana}\nexperiment: {dataset: digits}\n")
-    for path in (empty, broken, wrong):
+    neither = tmp_path / "neither.yaml"
+    neither.write_text("alpha: 0.5\n")
+    listed = tmp_path / "listed.yaml"
+    listed.write_text("method: dau\nparams: [0.5, 0.1]\n")
+    for path in (empty, broken, wrong, neither, listed):
         result = _run("study.run", "--config", str(path), "--cache-dir", str(tmp_path / "c"), "--out",
                       str(tmp_path / "out"))
         _assert_clear_failure(result)

@@ -74,6 +74,23 @@ def test_config_file_reruns_the_same_run(finished_run):
         assert abs(first[key] - second[key]) <= 0.5
 
 
+def test_method_config_takes_the_experiment_from_the_flags(finished_run):
+    """bench/configs/*.yaml hold only `method` and `params`: the flags give the experiment."""
+    root, out, _ = finished_run
+    method_config = root / "ft-method.yaml"
+    method_config.write_text("method: ft\nparams:\n  epochs: 1\n")
+    again = root / "from-method-config"
+    result = run_cli("--config", str(method_config), "--epochs", "5", "--threads", "2", "--out", str(again),
+                     cache=root / "cache")
+    assert result.returncode == 0, result.stderr
+    first = json.loads((out / "metrics.json").read_text())
+    second = json.loads((again / "metrics.json").read_text())
+    assert json.loads((again / "config.json").read_text())["experiment"] == json.loads(
+        (out / "config.json").read_text())["experiment"]
+    assert second["metrics"]["UA"] == first["metrics"]["UA"]
+    assert second["metrics"]["TA"] == first["metrics"]["TA"]
+
+
 def test_existing_output_is_not_overwritten(finished_run):
     root, out, _ = finished_run
     result = run_cli("--method", "original", "--epochs", "5", "--out", str(out), cache=root / "cache")
