@@ -91,6 +91,15 @@ def test_method_config_takes_the_experiment_from_the_flags(finished_run):
     assert second["metrics"]["TA"] == first["metrics"]["TA"]
 
 
+def test_mia_boundary_reads_a_run_folder_and_agrees_with_its_metrics(finished_run):
+    _, out, _ = finished_run
+    result = run_cli(str(out), module="analysis.mia_boundary")
+    assert result.returncode == 0, result.stderr
+    recorded = json.loads((out / "metrics.json").read_text())["metrics"]["MIA-Efficacy"]
+    assert f"MIA-Efficacy (forget called non-member): {recorded:.1f}" in result.stdout
+    assert "note:" not in result.stdout
+
+
 def test_existing_output_is_not_overwritten(finished_run):
     root, out, _ = finished_run
     result = run_cli("--method", "original", "--epochs", "5", "--out", str(out), cache=root / "cache")
