@@ -38,11 +38,21 @@ def mean_std(mean: float, std: float, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def format_number(value: float, digits: int = 3) -> str:
+    """`digits` decimals, except for non-zero magnitudes below 0.1, which get `digits` significant
+    digits: learning rates such as 0.00024 must not print as 0.000. NaN prints as empty."""
+    if math.isnan(value):
+        return ""
+    if value != 0 and abs(value) < 0.1:
+        return f"{value:.{digits}g}"
+    return f"{value:.{digits}f}"
+
+
 def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
-    """A GitHub Markdown table (no `tabulate` needed); floats shown with `digits` decimals."""
+    """A GitHub Markdown table (no `tabulate` needed); floats as `format_number` writes them."""
     def cell(value) -> str:
         if isinstance(value, float):
-            return "" if math.isnan(value) else f"{value:.{digits}f}"
+            return format_number(value, digits)
         return str(value)
 
     header = [str(c) for c in table.columns]

@@ -11,7 +11,7 @@ import sys
 
 import pandas as pd
 
-from analysis.formatting import markdown_table
+from analysis.formatting import format_number, markdown_table
 from analysis.load import METRICS, OBJECTIVE_COLUMNS, default_objective, finished, load_study
 from study.errors import UserError, cli_entry
 
@@ -46,7 +46,7 @@ def not_finished(frame: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
 
 
 def format_text(table: pd.DataFrame) -> str:
-    return table.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+    return table.to_string(index=False, float_format=format_number)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.markdown:
         print(markdown_table(table))
     elif args.latex:
-        print(table.to_latex(index=False, float_format="%.3f"))
+        print(table.to_latex(index=False, float_format=format_number))
     else:
         print(format_text(table))
     failed = not_finished(frame, args.by)

@@ -157,3 +157,16 @@ def test_report_refuses_to_overwrite_a_folder_that_is_not_a_report(finished_stud
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "not a previous report" in result.stderr
     assert (precious / "thesis.tex").read_text() == "keep me"
+
+
+def test_small_parameters_keep_significant_digits_in_tables():
+    """A searched learning rate of 0.00024 must not print as 0.000 in a ranking."""
+    import pandas as pd
+
+    from analysis.formatting import format_number, markdown_table
+
+    assert format_number(0.00024443) == "0.000244"
+    assert format_number(0.0) == "0.000" and format_number(12.3456) == "12.346"
+    assert format_number(float("nan")) == ""
+    table = markdown_table(pd.DataFrame({"trial": ["a"], "lr": [0.0020224], "UA": [3.85]}))
+    assert "| a | 0.00202 | 3.850 |" in table
