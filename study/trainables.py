@@ -22,8 +22,10 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from ray import tune
@@ -54,6 +56,23 @@ class SeedRun:
     method: UnlearningMethod
     judge: RetrainFreeJudge | None
     run_seconds: float = 0.0
+    rng_state: torch.Tensor | None = None  # torch's global generator as this seed last left it
+
+    @contextmanager
+    def own_global_rng(self) -> Iterator[None]:
+        """Give this seed torch's global generator as it left it, and keep what it leaves.
+
+        Dropout (DAU's attacker) draws from the global generator, and the seeds of an averaged
+        trial take turns epoch by epoch; without this, a seed's numbers would depend on the
+        seeds stepped before it, and no single-seed run could reproduce its share. (On CUDA
+        the device generator is shared the same way; that case is not isolated here.)
+        """
+        if self.rng_state is not None:
+            torch.set_rng_state(self.rng_state)
+        try:
+            yield
+        finally:
+            self.rng_state = torch.get_rng_state()
 
 
 def mean_over_seeds(per_seed: list[dict], seeds: list[int]) -> dict:
@@ -93,9 +112,11 @@ class UnlearningTrainable(tune.Trainable):
             prepared = prepare(ExperimentConfig.from_dict({**experiment.as_dict(), "seed": seed}), cache,
                                device=self.device, need_retrain=not retrain_free, log=lambda message: None)
             judge = RetrainFreeJudge(prepared, cache) if retrain_free or config.get("retrain_free_score") else None
+            run = SeedRun(seed, prepared, method, judge)
             if not getattr(method, "from_cache", False):
-                method.setup(prepared.fresh_original(), prepared.unlearn_data())
-            self.seed_runs.append(SeedRun(seed, prepared, method, judge))
+                with run.own_global_rng():
+                    method.setup(prepared.fresh_original(), prepared.unlearn_data())
+            self.seed_runs.append(run)
         self.epochs_done = 0
 
     @property
@@ -110,9 +131,10 @@ class UnlearningTrainable(tune.Trainable):
             run.run_seconds = float(run.prepared.retrain_seconds)
         else:
             if self.epochs_done < run.method.num_epochs:
-                start = time.perf_counter()
-                logs = run.method.run_epoch(self.epochs_done)
-                run.run_seconds += time.perf_counter() - start
+                with run.own_global_rng():
+                    start = time.perf_counter()
+                    logs = run.method.run_epoch(self.epochs_done)
+                    run.run_seconds += time.perf_counter() - start
             model = run.method.model if run.method.num_epochs else run.prepared.original
             metrics = run.prepared.evaluate(model)
             # Every epoch, even when only logged: ASHA may stop a trial after any epoch, and a trial
@@ -148,7 +170,7 @@ class UnlearningTrainable(tune.Trainable):
             if run.method.model is not None:
                 state["method"] = run.method.state_dict()
         else:
-            state["seeds"] = [{"seed": run.seed, "run_seconds": run.run_seconds,
+            state["seeds"] = [{"seed": run.seed, "run_seconds": run.run_seconds, "rng_state": run.rng_state,
                                "method": run.method.state_dict() if run.method.model is not None else None}
                               for run in self.seed_runs]
         torch.save(state, Path(checkpoint_dir) / STATE_FILE)
@@ -167,5 +189,7 @@ class UnlearningTrainable(tune.Trainable):
                             f"the trial runs {[run.seed for run in self.seed_runs]}")
         for run, entry in zip(self.seed_runs, saved):
             run.run_seconds = entry["run_seconds"]
+            if entry.get("rng_state") is not None:  # absent in checkpoints written before it was kept
+                run.rng_state = entry["rng_state"].cpu()
             if entry.get("method") is not None:
                 run.method.load_state_dict(entry["method"])

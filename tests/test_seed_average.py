@@ -48,6 +48,25 @@ def test_each_seed_of_an_averaged_trial_is_that_seeds_own_trial(averaged_and_sin
     assert singles[0]["avg_disparity"] != singles[1]["avg_disparity"]  # two splits, not one run twice
 
 
+def test_each_seed_of_an_averaged_dau_trial_draws_its_own_random_numbers(cache_dir, digits_random):
+    """DAU's attacker uses dropout, which draws from torch's global generator: a seed stepped
+    after another seed's setup or epoch must still see the numbers its own trial would."""
+    params = {"epochs": 2, "attacker_pretrain_iters": 5, "noise_copies": 2, "lr": 0.01}
+
+    def dau_config(**kwargs):
+        return {**_config(cache_dir, **kwargs), "method": "dau", "params": params}
+
+    averaged = UnlearningTrainable(config=dau_config(average_seeds=[0, 1]))
+    singles = {seed: UnlearningTrainable(config=dau_config(seed=seed)) for seed in (0, 1)}
+    for _ in range(2):
+        result = averaged.train()
+        single = {seed: trainable.train() for seed, trainable in singles.items()}
+        for seed in (0, 1):
+            for name in ("UA", "RA", "TA", "MIA-Efficacy"):
+                assert result[f"seed{seed}/{name}"] == single[seed][name], (seed, name)
+            assert result[f"seed{seed}/avg_disparity"] == pytest.approx(single[seed]["avg_disparity"], abs=1e-9)
+
+
 def test_an_averaged_trial_resumes_every_seed_from_its_checkpoint(averaged_and_single, cache_dir, tmp_path):
     averaged, _, _, _ = averaged_and_single
     averaged.save_checkpoint(str(tmp_path))
