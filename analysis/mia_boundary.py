@@ -16,10 +16,10 @@ import argparse
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from study.errors import UserError, cli_entry
-from study.metrics import fit_confidence_svm, true_label_confidence
+from study.cli_common import set_threads
+from study.errors import cli_entry
+from study.metrics import fit_confidence_svm, member_subset, true_label_confidence
 
 QUANTILES = (0.05, 0.2, 0.5, 0.8)
 GRID_POINTS = 20001  # the member region is read off the SVM's predictions on this grid over [0, 1]
@@ -38,31 +38,28 @@ class Boundary:
 
 def svm_boundary(confidences: dict[str, np.ndarray], seed: int) -> Boundary:
     """Fit the MIA-Efficacy SVM exactly as the metric does and describe its decision."""
-    svm = fit_confidence_svm(confidences["retain"], confidences["test"], seed)
+    retain, test = confidences["retain"], confidences["test"]
+    svm = fit_confidence_svm(retain, test, seed)
     grid = np.linspace(0.0, 1.0, GRID_POINTS)
     members = grid[svm.predict(grid.reshape(-1, 1)) == 1]
     called = {name: 100.0 * float((svm.predict(conf.reshape(-1, 1)) == 0).mean()) for name, conf in confidences.items()}
-    member_recall = 100.0 - called["retain"]  # the SVM is fitted on a retain subset; all of retain is close
-    balanced = 0.5 * (member_recall + called["test"])
+    fitted_members = retain[member_subset(len(retain), len(test), seed)]  # the members the SVM was fitted on
+    member_recall = 100.0 * float((svm.predict(fitted_members.reshape(-1, 1)) == 1).mean())
     return Boundary(
         member_low=float(members.min()) if len(members) else None,
         member_high=float(members.max()) if len(members) else None,
-        balanced_accuracy=balanced,
+        balanced_accuracy=0.5 * (member_recall + called["test"]),
         non_member_pct=called,
         quantiles={name: [float(q) for q in np.quantile(conf, QUANTILES)] for name, conf in confidences.items()},
-        counts={"members": int(min(len(confidences["retain"]), len(confidences["test"]))),
-                "non_members": int(len(confidences["test"]))})
+        counts={"members": len(fitted_members), "non_members": len(test)})
 
 
 def run_confidences(run) -> dict[str, np.ndarray]:  # noqa: ANN001 - a study.run_folder.LoadedRun
     """True-label confidences of a loaded run's retain, forget and test sets (the metric's sets)."""
-    from study.pipeline import predict_logits
+    from study.pipeline import split_logits
 
-    d, s = run.data, run.splits
-    sets = {"retain": (d.train_x, d.train_y, s.retain), "forget": (d.train_x, d.train_y, s.forget),
-            "test": (d.test_x, d.test_y, s.test)}
-    with torch.no_grad():
-        return {name: true_label_confidence(predict_logits(run.model, x[idx]), y[idx]) for name, (x, y, idx) in sets.items()}
+    logits, labels = split_logits(run.model, run.data, run.splits)  # predict_logits runs without gradients
+    return {name: true_label_confidence(logits[name], labels[name]) for name in ("retain", "forget", "test")}
 
 
 def format_boundary(name: str, boundary: Boundary) -> str:
@@ -87,16 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "test for run folders written by `python -m study.run --out`: tells a jump to 100 caused by "
                     "an inseparable retain/test pair from real forgetting.")
     parser.add_argument("runs", nargs="+", help="run folders (python -m study.run --out RUN)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: every core this process may use)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UserError("--threads must be at least 1")
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     from study.run_folder import load_run
 
     for index, folder in enumerate(args.runs):

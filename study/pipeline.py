@@ -78,13 +78,21 @@ class Prepared:
         return metrics
 
 
-def evaluate_model(model: torch.nn.Module, data: ImageDataset, splits: Splits, seed: int,
-                   device: str = "cpu") -> dict[str, float]:
+def split_logits(model: torch.nn.Module, data: ImageDataset, splits: Splits,
+                 device: str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Logits and labels of the sets the metrics read (retain, forget, test and, in class-wise
+    forgetting, the forgotten class's test samples), keyed by set name; empty sets are left out."""
     sets = {"retain": (data.train_x, splits.retain), "forget": (data.train_x, splits.forget),
             "test": (data.test_x, splits.test), "test_forget": (data.test_x, splits.test_forget)}
     labels_of = {"retain": data.train_y, "forget": data.train_y, "test": data.test_y, "test_forget": data.test_y}
     logits = {name: predict_logits(model, x[idx], device=device) for name, (x, idx) in sets.items() if len(idx)}
     labels = {name: labels_of[name][idx] for name, (_, idx) in sets.items() if len(idx)}
+    return logits, labels
+
+
+def evaluate_model(model: torch.nn.Module, data: ImageDataset, splits: Splits, seed: int,
+                   device: str = "cpu") -> dict[str, float]:
+    logits, labels = split_logits(model, data, splits, device)
     return unlearning_metrics(logits, labels, seed=seed)
 
 
