@@ -1,4 +1,5 @@
 import copy
+import math
 
 import pytest
 import torch
@@ -6,7 +7,8 @@ import torch
 from study.errors import UserError
 from study.methods import build_method
 from study.methods.attacker import SelfAttentionAttacker, attack_inputs
-from study.methods.losses import attacker_loss, barlow_twins_loss, defender_adversarial_loss
+from study.methods.losses import (attacker_loss, barlow_twins_loss, defender_adversarial_loss,
+                                  retain_membership_loss)
 from study.pruning import masks_of, prunable_modules
 from study.runner import run_method
 
@@ -193,3 +195,60 @@ def test_without_repair_decay_the_repair_rate_stays_constant(digits_classwise):
     seen = _record_learning_rates(method)
     method.run_epoch(0)
     assert seen[2:] == [0.003] * (len(seen) - 2)
+
+
+def _batch_norm_buffers(model) -> list[torch.Tensor]:
+    return [buf.clone() for name, buf in model.named_buffers() if "running" in name]
+
+
+@pytest.mark.parametrize("frozen_bn", [False, True])
+def test_frozen_bn_keeps_the_running_statistics(digits_random, frozen_bn):
+    model = digits_random.fresh_original()
+    before = _batch_norm_buffers(model)
+    assert before, "the digits model must have batch norm for this test to mean anything"
+    method = build_method("dau", {**FAST_DAU, "attacker_pretrain_iters": 2, "frozen_bn": frozen_bn})
+    method.setup(model, digits_random.unlearn_data())
+    method.run_epoch(0)
+    after = _batch_norm_buffers(method.model)
+    unchanged = all(torch.equal(a, b) for a, b in zip(before, after))
+    assert unchanged is frozen_bn
+    changed_weights = any(not torch.equal(a, b) for a, b in zip(method.model.parameters(),
+                                                                digits_random.original.parameters()))
+    assert changed_weights  # frozen statistics, but the defender still learns
+
+
+def test_retain_membership_loss_by_hand():
+    undecided = torch.tensor([[0.0, 0.0]])
+    assert retain_membership_loss(undecided).item() == pytest.approx(math.log(2))
+    says_member = torch.tensor([[0.0, 3.0]])  # column 1 = member
+    assert retain_membership_loss(says_member).item() == pytest.approx(math.log(1 + math.exp(-3)))
+    assert retain_membership_loss(says_member) < retain_membership_loss(torch.tensor([[3.0, 0.0]]))
+
+
+def test_retain_alpha_adds_the_retain_term_to_the_defender_step(digits_random):
+    logs = {}
+    for retain_alpha in (0.0, 1.0):
+        method = build_method("dau", {**FAST_DAU, "retain_alpha": retain_alpha})
+        method.setup(digits_random.fresh_original(), digits_random.unlearn_data())
+        data = digits_random.unlearn_data()
+        logs[retain_alpha] = method.defender_step(data.retain_x[:64], data.retain_y[:64])
+    assert "retain_adv_loss" not in logs[0.0]
+    assert logs[1.0]["defender_loss"] == pytest.approx(logs[0.0]["defender_loss"] + logs[1.0]["retain_adv_loss"])
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_mixed_batches_normalise_forget_and_validation_alike(digits_random, mixed):
+    """In train mode, batch norm normalises each forward by its own statistics, so with separate
+    forget and validation forwards the same image gets different outputs in the two sets; one
+    joint forward (mixed_batches) gives it the same outputs in both."""
+    method = build_method("dau", {**FAST_DAU, "mixed_batches": mixed})
+    method.setup(digits_random.fresh_original(), digits_random.unlearn_data())
+    method.model.train()
+    data = digits_random.unlearn_data()
+    fx, fy = data.forget_x[:32], data.forget_y[:32]
+    vx, vy = data.val_x[:32].clone(), data.val_y[:32].clone()
+    vx[0], vy[0] = fx[0], fy[0]  # the same image in both sets
+    with torch.no_grad():
+        forget_in, val_in = method._attack_pair(fx, fy, vx, vy, with_features=True)
+    same = torch.allclose(forget_in[-1][0], val_in[-1][0], atol=1e-5)  # penultimate features
+    assert same is mixed

@@ -21,6 +21,14 @@ The defender stays in train mode throughout unlearning, for CE and for the attac
 alike (as in the reference code): computing the adversarial term in eval mode while CE runs
 in train mode lets the network satisfy CE through batch statistics while its eval-mode
 outputs collapse (measured: RA 20% on digits).
+Three more options, all off by default and not in SPEC.md, each a test of one explanation for
+random forgetting's trade-off on the proxy (docs/RESULTS.md §10; none moved it):
+  - `frozen_bn`: every unlearning forward in eval mode, CE included, so the game is played on the
+    outputs the metrics see;
+  - `mixed_batches`: forget and validation samples in one train-mode forward, so batch norm
+    statistics cannot differ by membership;
+  - `retain_alpha`: a retain-side term, the attacker's CE on retain samples labelled member, so the
+    defender is asked to keep the retain set looking trained-on while the forget set moves.
 """
 from __future__ import annotations
 
@@ -31,7 +39,8 @@ from torch import nn
 
 from study.methods.attacker import SelfAttentionAttacker, attack_inputs
 from study.methods.base import BatchStream, Hyperparam, UnlearningMethod, shuffled_batches
-from study.methods.losses import attacker_loss, barlow_twins_loss, defender_adversarial_loss
+from study.methods.losses import (attacker_loss, barlow_twins_loss, defender_adversarial_loss,
+                                  retain_membership_loss)
 from study.train import check_finite
 
 ATTACKER_EVAL_SAMPLES = 512  # per side, for the attacker's own accuracy report
@@ -79,6 +88,15 @@ class DAU(UnlearningMethod):
                         "iterations (the paper's protocol); false = never switch unless stop_iter is set"),
         Hyperparam("stop_unlearn_lr", float, None, 1e-7, 1.0, optional=True,
                    help="defender learning rate after stop_iter (none = keep lr)"),
+        Hyperparam("retain_alpha", float, 0.0, 0.0, None,
+                   help="weight of a retain-side term: the attacker's CE on retain samples labelled member, "
+                        "so the defender keeps them looking trained-on (not in SPEC.md; 0 = off, as SPEC.md)"),
+        Hyperparam("mixed_batches", bool, False,
+                   help="run the forget and validation batches through the defender as one batch, so that train-mode "
+                        "batch norm statistics do not differ by membership (not in SPEC.md; false = separate, as the reference)"),
+        Hyperparam("frozen_bn", bool, False,
+                   help="run the defender with batch norm in eval mode (running statistics, frozen) for every "
+                        "unlearning forward, CE included (not in SPEC.md; false = train mode, as the reference)"),
         Hyperparam("repair_decay", bool, False,
                    help="after stop_iter, decay the defender learning rate by a cosine from stop_unlearn_lr "
                         "(or lr) to 0 over the remaining iterations (not in SPEC.md; false = constant, as SPEC.md)"),
@@ -108,6 +126,14 @@ class DAU(UnlearningMethod):
         return attack_inputs(self.model, x, y, self.data.num_classes, self.noise_copies, self.generator,
                              use_softmax=self.use_softmax, with_features=with_features)
 
+    def _attack_pair(self, fx, fy, vx, vy, with_features=False):
+        """Attacker inputs for the forget and the validation batch: two defender forwards as the reference
+        does, or under mixed_batches one forward of both, split afterwards."""
+        if not self.mixed_batches:
+            return self._inputs(fx, fy, with_features), self._inputs(vx, vy, with_features)
+        joint = self._inputs(torch.cat([fx, vx]), torch.cat([fy, vy]), with_features)
+        return tuple(part[:len(fx)] for part in joint), tuple(part[len(fx):] for part in joint)
+
     def _paired_batches(self):
         (fx, fy), (vx, vy) = self.forget_stream.next(), self.val_stream.next()
         size = min(len(fx), len(vx))  # Barlow Twins pairs sample n with sample n
@@ -116,9 +142,9 @@ class DAU(UnlearningMethod):
     def attacker_step(self) -> tuple[float, float]:
         """One attacker update on fresh forget/validation batches; the defender is frozen (detached)."""
         fx, fy, vx, vy = self._paired_batches()
-        self.model.train()
+        self._defender_mode()
         with torch.no_grad():
-            forget_in, val_in = self._inputs(fx, fy), self._inputs(vx, vy)
+            forget_in, val_in = self._attack_pair(fx, fy, vx, vy)
         self.attacker.train()
         logits_forget, logits_val = self.attacker(*forget_in), self.attacker(*val_in)
         loss = attacker_loss(logits_forget, logits_val)
@@ -155,8 +181,12 @@ class DAU(UnlearningMethod):
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
+    def _defender_mode(self) -> None:
+        """Train mode (batch statistics) as the reference code, or eval mode under frozen_bn."""
+        self.model.train(not self.frozen_bn)
+
     def defender_step(self, rx: torch.Tensor, ry: torch.Tensor) -> dict[str, float]:
-        self.model.train()
+        self._defender_mode()
         ce = nn.functional.cross_entropy(self.model(rx), ry)
         total, logs = ce, {"ce_loss": ce.item()}
         if self._switched_off():
@@ -164,12 +194,16 @@ class DAU(UnlearningMethod):
         elif self.beta > 0:
             fx, fy, vx, vy = self._paired_batches()
             self.attacker.eval()  # the attacker is a fixed judge during the defender's step
-            *forget_in, f_forget = self._inputs(fx, fy, with_features=True)
-            *val_in, f_val = self._inputs(vx, vy, with_features=True)
+            (*forget_in, f_forget), (*val_in, f_val) = self._attack_pair(fx, fy, vx, vy, with_features=True)
             adversarial = defender_adversarial_loss(self.attacker(*forget_in), self.attacker(*val_in),
                                                     self.non_saturating)
             unlearning = self.alpha * adversarial
             logs["adv_loss"] = adversarial.item()
+            if self.retain_alpha > 0:
+                n = min(len(rx), self.attack_batch_size)
+                retain_term = retain_membership_loss(self.attacker(*self._inputs(rx[:n], ry[:n])))
+                unlearning = unlearning + self.retain_alpha * retain_term
+                logs["retain_adv_loss"] = retain_term.item()
             if self.regularizer and self.gamma > 0:
                 if self.projector is not None:
                     self.projector.train()
