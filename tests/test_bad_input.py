@@ -38,6 +38,8 @@ def _assert_clear_failure(result, needle=None):
     ("analysis.report", [], None),
     ("analysis.mia_boundary", ["/no/such/run"], "not a run folder"),
     ("analysis.mia_boundary", [], None),
+    ("analysis.runs", ["/no/such/run"], "not a finished run folder"),
+    ("analysis.runs", [], None),
 ])
 def test_malformed_arguments(tmp_path, module, args, needle):
     _assert_clear_failure(_run(module, *args, "--cache-dir", str(tmp_path)) if module.startswith("study.")
