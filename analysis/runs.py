@@ -10,7 +10,6 @@ every hyperparameter whose value differs between the runs, i.e. what the ablatio
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +17,7 @@ import pandas as pd
 from analysis.formatting import format_number, markdown_table
 from study.errors import UserError, cli_entry
 from study.methods import METHODS
+from study.run_folder import read_run_json
 
 HEADLINE = ("UA", "MIA-Efficacy", "RA", "TA", "avg_disparity")
 
@@ -29,10 +29,7 @@ def read_run(folder: str | Path) -> dict:
     missing = [str(path) for path in files.values() if not path.is_file()]
     if missing:
         raise UserError(f"{folder} is not a finished run folder (missing {', '.join(missing)})")
-    try:
-        config, metrics = (json.loads(path.read_text()) for path in files.values())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{folder}: corrupted JSON ({err})") from err
+    config, metrics = read_run_json(folder)
     if not isinstance(metrics.get("metrics"), dict) or not isinstance(config.get("experiment"), dict):
         raise UserError(f"{folder}: metrics.json or config.json lacks the fields study.run writes")
     experiment, own = config["experiment"], metrics["metrics"]

@@ -55,6 +55,22 @@ class LoadedRun:
     metrics: dict
 
 
+def read_run_json(folder: str | Path) -> tuple[dict, dict]:
+    """A run folder's `config.json` and `metrics.json` (empty when the run recorded none), parsed;
+    a folder without config.json or with corrupted JSON is a UserError."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise UserError(f"{folder} is not a run folder (no config.json)")
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
+    except json.JSONDecodeError as err:
+        raise UserError(f"{folder}: corrupted JSON ({err})") from err
+    if not isinstance(config, dict) or not isinstance(metrics, dict):
+        raise UserError(f"{folder}: config.json and metrics.json must each hold a JSON object")
+    return config, metrics
+
+
 def load_run(path: str | Path) -> LoadedRun:
     """Load a run folder written by `python -m study.run --out PATH`.
 
@@ -63,13 +79,7 @@ def load_run(path: str | Path) -> LoadedRun:
     the recorded metrics.
     """
     folder = Path(path)
-    if not (folder / "config.json").is_file():
-        raise UserError(f"{folder} is not a run folder (no config.json)")
-    try:
-        config = json.loads((folder / "config.json").read_text())
-        metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
-    except json.JSONDecodeError as err:
-        raise UserError(f"{folder}: corrupted JSON ({err})") from err
+    config, metrics = read_run_json(folder)
     experiment = ExperimentConfig.from_dict(config["experiment"])
     data = load_dataset(experiment.dataset, experiment.data_root, download=False)
     splits = Splits.load(folder / "splits.npz")

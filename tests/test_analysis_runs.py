@@ -49,3 +49,6 @@ def test_markdown_output_and_bad_folders(tmp_path, capsys):
     (tmp_path / "half" / "metrics.json").write_text("{not json")
     with pytest.raises(UserError, match="corrupted JSON"):
         compare_runs([tmp_path / "half"])
+    (tmp_path / "half" / "metrics.json").write_text("[]")
+    with pytest.raises(UserError, match="must each hold a JSON object"):
+        compare_runs([tmp_path / "half"])
