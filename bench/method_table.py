@@ -1,7 +1,8 @@
 """Every method on one preset, random and class-wise forgetting, in one run: the Table 1 layout.
 
 Writes a Markdown table (UA, MIA-Efficacy, RA, TA, Avg. Disparity, run time and its ratio to
-Retrain's, measured in the same run) to stdout and, with --out, to a file. Use a fresh
+Retrain's, measured in the same run, without and with the time of artifacts shared by every run
+on the same original, i.e. DAU's attacker pre-training) to stdout and, with --out, to a file. Use a fresh
 --cache-dir so Retrain's training time is measured on this machine in this run, not read from
 a cache entry built under other load.
 
@@ -57,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         experiment = experiment_from_preset(args.preset, forget=forget, seed=args.seed)
         prepared = prepare(experiment, ArtifactCache(args.cache_dir), log=lambda m: print(m, flush=True))
         retrain_seconds = prepared.retrain_seconds
-        rows = [("Retrain", prepared.retrain_metrics, retrain_seconds), ("Original", prepared.original_metrics, 0.0)]
+        rows = [("Retrain", prepared.retrain_metrics, retrain_seconds, 0.0),
+                ("Original", prepared.original_metrics, 0.0, 0.0)]
         runs = [(name, build_method(name)) for name in args.methods]
         runs += [(label, build_method(cfg["method"], cfg.get("params"))) for label, cfg in extras]
         for label, method in runs:
@@ -65,14 +67,16 @@ def main(argv: list[str] | None = None) -> int:
             result = run_method(prepared, method, log=lambda m: None)
             print(f"{forget} {label}: Avg. Disparity {result.metrics['avg_disparity']:.2f}, "
                   f"{result.run_seconds:.1f} s (wall {time.perf_counter() - began:.1f} s)", flush=True)
-            rows.append((label, result.metrics, result.run_seconds))
+            rows.append((label, result.metrics, result.run_seconds, sum(result.artifact_seconds.values())))
         lines += [f"### {args.preset}, forget {forget}, seed {args.seed} "
                   f"(retain {len(prepared.splits.retain)}, forget {len(prepared.splits.forget)})", "",
-                  "| method | UA | MIA-Efficacy | RA | TA | Avg. Disparity | run time (s) | time / Retrain |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for label, metrics, seconds in rows:
+                  "| method | UA | MIA-Efficacy | RA | TA | Avg. Disparity | run time (s) | time / Retrain "
+                  "| shared pre-training (s) | time / Retrain with it |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for label, metrics, seconds, shared in rows:
             cells = " | ".join(f"{metrics[c]:.2f}" for c in COLUMNS)
-            lines.append(f"| {label} | {cells} | {seconds:.1f} | {seconds / retrain_seconds:.3f} |")
+            lines.append(f"| {label} | {cells} | {seconds:.1f} | {seconds / retrain_seconds:.3f} | {shared:.1f} "
+                         f"| {(seconds + shared) / retrain_seconds:.3f} |")
         lines.append("")
     text = "\n".join(lines)
     print(text)

@@ -61,7 +61,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="digits")
     parser.add_argument("--configs", type=int, default=3, help="number of trials (distinct learning rates)")
-    parser.add_argument("--pretrain", type=int, default=1000, help="attacker pre-training iterations per trial")
+    parser.add_argument("--pretrain", type=int, default=1000,
+                        help="pre-training length of DAU's shared attacker (built once, before either side is timed)")
     parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "dau-study"))
     parser.add_argument("--out", default=None)
     parser.add_argument("--study", default=None,
@@ -75,6 +76,7 @@ def main() -> None:
     fixed = {"epochs": 3, "attacker_pretrain_iters": args.pretrain}
     experiment = experiment_from_preset(args.preset)
     prepared = prepare(experiment, ArtifactCache(args.cache_dir), log=print)  # warm the cache for both sides
+    prepared.attacker_store().get(build_method("dau", fixed).attacker_settings(experiment.seed))
     print(f"plain loop: {len(rates)} DAU trials, {fixed['epochs']} epochs, {args.pretrain} pre-training iterations ...",
           flush=True)
 

@@ -46,7 +46,8 @@ from study.config import ExperimentConfig, experiment_from_preset
 from study.errors import UserError, cli_entry
 from study.methods import build_method
 from study.mia import roc_summary
-from study.pipeline import UnlearnData, load_model_files
+from study.pipeline import load_model_files
+from study.unlearn_data import UnlearnData
 from study.pruning import copy_model, plain_state_dict
 from study.train import predict_logits, train_model
 

@@ -76,6 +76,11 @@ class ImageDataset:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
 
+    @property
+    def pixel_std(self) -> tuple[float, ...]:
+        """Per-channel std the [0, 1] images were divided by (to scale noise given on that range)."""
+        return tuple(_NORMALISATION[self.name][1])
+
 
 def load_dataset(name: str, data_root: str | os.PathLike | None = None, download: bool = False) -> ImageDataset:
     """Return the normalised train/test tensors of `name` (one of `DATASETS`)."""

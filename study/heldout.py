@@ -91,9 +91,9 @@ def _attack_features(model, x, y, num_classes: int, seed: int, device: str) -> t
     generator = torch.Generator().manual_seed(seed)
     parts = []
     for i in range(0, len(x), 256):
-        out, sens, onehot = attack_inputs(model, x[i:i + 256].to(device), y[i:i + 256].to(device), num_classes,
-                                          10, generator)
-        parts.append(torch.cat([out, sens, onehot], dim=1).cpu())
+        inputs = attack_inputs(model, x[i:i + 256].to(device), y[i:i + 256].to(device), num_classes, 10, generator,
+                               use_softmax=True)  # SAMIA's own form, whatever DAU's attacker reads
+        parts.append(torch.cat([inputs.outputs, inputs.sensitivity, inputs.onehot], dim=1).cpu())
     model.train(was_training)
     return torch.cat(parts)
 

@@ -16,6 +16,8 @@ from typing import Callable
 
 import torch
 
+from study.attacker_store import AttackerStore
+
 from study.cache import ArtifactCache, array_digest, key_digest
 from study.config import ExperimentConfig
 from study.data import ImageDataset, load_dataset
@@ -25,25 +27,9 @@ from study.models import Defender, build_model
 from study.pruning import apply_masks, copy_model, masks_of, omp_prune, plain_state_dict
 from study.splits import ForgetSpec, Splits, make_splits, parse_forget_spec
 from study.train import predict_logits, train_model
+from study.unlearn_data import UnlearnData
 
 Log = Callable[[str], None]
-
-
-@dataclass
-class UnlearnData:
-    """The tensors an unlearning method may touch: retain, forget and validation (never test)."""
-
-    retain_x: torch.Tensor
-    retain_y: torch.Tensor
-    forget_x: torch.Tensor
-    forget_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-    num_classes: int
-    augmentation: str
-    seed: int
-    device: str = "cpu"
-    classwise: bool = False  # a whole class is forgotten (methods may follow a class-wise protocol)
 
 
 @dataclass
@@ -59,12 +45,22 @@ class Prepared:
     retrain_seconds: float | None
     retrain_metrics: dict[str, float] | None
     device: str
+    cache: ArtifactCache
+    original_key: dict
 
-    def unlearn_data(self) -> UnlearnData:
+    def attacker_store(self, log: Log = print) -> AttackerStore:
+        """DAU's pre-trained attackers against this original: members are the whole training set
+        (retain and forget), non-members the validation set (SPEC.md)."""
+        d, s = self.data, self.splits
+        return AttackerStore(self.cache, self.original_key, self.original, (d.train_x[s.train], d.train_y[s.train]),
+                             (d.train_x[s.val], d.train_y[s.val]), d.num_classes, d.pixel_std, self.device, log)
+
+    def unlearn_data(self, log: Log = print) -> UnlearnData:
         d, s = self.data, self.splits
         return UnlearnData(d.train_x[s.retain], d.train_y[s.retain], d.train_x[s.forget], d.train_y[s.forget],
                            d.train_x[s.val], d.train_y[s.val], d.num_classes, d.augmentation,
-                           self.config.seed, self.device, self.spec.is_classwise)
+                           self.config.seed, self.device, self.spec.is_classwise, d.pixel_std,
+                           self.attacker_store(log).get)
 
     def fresh_original(self) -> Defender:
         """A private copy of the original model (masks kept) for one method to modify."""
@@ -226,9 +222,9 @@ def prepare(config: ExperimentConfig, cache: ArtifactCache, device: str = "cpu",
         retrain_metrics = cached_evaluation(cache, retrain_key, retrain, data, splits, config.seed, device)
         retrain_metrics["avg_disparity"] = 0.0
 
-    prepared = Prepared(config, data, spec, splits, original, original_seconds, {}, retrain, retrain_seconds,
-                        retrain_metrics, device)
     original_key = sparse_key if config.sparsity > 0 else dense_key
+    prepared = Prepared(config, data, spec, splits, original, original_seconds, {}, retrain, retrain_seconds,
+                        retrain_metrics, device, cache, original_key)
     prepared.original_metrics = cached_evaluation(cache, original_key, original, data, splits, config.seed, device)
     if retrain_metrics is not None:
         prepared.original_metrics["avg_disparity"] = avg_disparity(prepared.original_metrics, retrain_metrics)

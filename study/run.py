@@ -85,6 +85,16 @@ def format_table(rows: list[tuple[str, dict, float | None]], retrain_seconds: fl
     return "\n".join(lines)
 
 
+def artifact_time_line(name: str, seconds: float, run_seconds: float, retrain_seconds: float | None) -> str:
+    """A shared artifact's time (DAU's attacker pre-training) and the run's time/Retrain with and without it."""
+    what = name.removesuffix("_seconds").replace("_", " ")
+    line = f"{what}: {seconds:.2f} s, once per original model and shared by every run on it (not in time (s))"
+    if retrain_seconds:
+        line += (f"; time/Retrain {run_seconds / retrain_seconds:.3f} without it, "
+                 f"{(run_seconds + seconds) / retrain_seconds:.3f} with it")
+    return line
+
+
 def format_mia_table(rows: list[tuple[str, dict, float | None]]) -> str:
     """The metric-based MIAs: % of forget samples called non-member (balanced accuracy of the attack)."""
     from study.mia import SIGNALS
@@ -164,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((method.name, result.metrics, result.run_seconds))
     print()
     print(format_table(rows, prepared.retrain_seconds))
+    for name, seconds in result.artifact_seconds.items():
+        print(artifact_time_line(name, seconds, result.run_seconds, prepared.retrain_seconds))
     print()
     print(format_mia_table(rows))
     if args.retrain_free:
@@ -184,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                    "retrain": prepared.retrain_metrics, "retrain_seconds": prepared.retrain_seconds,
                    "original": prepared.original_metrics,
                    "time_ratio_to_retrain": result.run_seconds / prepared.retrain_seconds if prepared.retrain_seconds else None,
-                   "epochs": result.epochs}
+                   **result.artifact_seconds, "epochs": result.epochs}
         folder = write_run_folder(Path(args.out), result.model, prepared.splits, config, metrics, args.overwrite)
         print(f"\nwrote {folder}/ (metrics.json, model.pt, config.json, splits.npz)")
     return 0

@@ -23,11 +23,13 @@ class MethodResult:
     metrics: dict[str, float]
     run_seconds: float
     epochs: list[dict] = field(default_factory=list)
+    artifact_seconds: dict[str, float] = field(default_factory=dict)  # shared artifacts, not in run_seconds
 
 
 def run_method(prepared: Prepared, method: UnlearningMethod, log: Log = print,
                eval_every_epoch: bool = False) -> MethodResult:
-    """Apply `method` to a copy of the original model; run time covers the unlearning alone."""
+    """Apply `method` to a copy of the original model; run time covers the unlearning alone (not the
+    evaluation between epochs, nor loading or building artifacts shared across runs)."""
     if getattr(method, "from_cache", False):
         model = copy_model(prepared.retrain)
         return MethodResult(method.name, method.params, model, dict(prepared.retrain_metrics),
@@ -47,6 +49,7 @@ def run_method(prepared: Prepared, method: UnlearningMethod, log: Log = print,
         callback_seconds += time.perf_counter() - began
 
     start = time.perf_counter()
-    model = method.unlearn(prepared.fresh_original(), prepared.unlearn_data(), callbacks=[on_epoch])
-    seconds = time.perf_counter() - start - callback_seconds
-    return MethodResult(method.name, method.params, model, prepared.evaluate(model), seconds, epochs)
+    model = method.unlearn(prepared.fresh_original(), prepared.unlearn_data(log), callbacks=[on_epoch])
+    seconds = time.perf_counter() - start - callback_seconds - method.artifact_seconds
+    return MethodResult(method.name, method.params, model, prepared.evaluate(model), seconds, epochs,
+                        method.shared_artifact_seconds())

@@ -2,7 +2,7 @@
 
 Class API so a trial can checkpoint between epochs and resume where it stopped. `setup`
 reads the cached original and Retrain models (never retrains them per trial), `step` runs
-one epoch of the method (DAU: attacker pre-training happens inside the first epoch) and
+one epoch of the method (DAU loads its pre-trained attacker, built by the driver, in `setup`) and
 reports `avg_disparity` (the objective), UA, RA, TA, MIA-Efficacy, the metric-based MIAs, the
 attacker's own accuracy, the unlearning run time so far and the losses.
 
@@ -115,7 +115,7 @@ class UnlearningTrainable(tune.Trainable):
             run = SeedRun(seed, prepared, method, judge)
             if not getattr(method, "from_cache", False):
                 with run.own_global_rng():
-                    method.setup(prepared.fresh_original(), prepared.unlearn_data())
+                    method.setup(prepared.fresh_original(), prepared.unlearn_data(log=lambda message: None))
             self.seed_runs.append(run)
         self.epochs_done = 0
 
@@ -141,11 +141,15 @@ class UnlearningTrainable(tune.Trainable):
             # without the score would drop out of the comparison of objectives (analysis.selection).
             if run.judge is not None:
                 metrics.update(run.judge(model))
+        artifacts = run.method.shared_artifact_seconds() if run.method.model is not None else {}
         result = {**metrics, **{k: v for k, v in logs.items() if isinstance(v, (int, float))},
-                  "run_seconds": run.run_seconds}
+                  "run_seconds": run.run_seconds, **artifacts}
         retrain_seconds = run.prepared.retrain_seconds
         if retrain_seconds:
             result.update(retrain_seconds=retrain_seconds, time_ratio_to_retrain=run.run_seconds / retrain_seconds)
+            if artifacts:
+                result["time_ratio_to_retrain_with_artifacts"] = (
+                    (run.run_seconds + sum(artifacts.values())) / retrain_seconds)
         for name, value in (run.prepared.retrain_metrics or {}).items():
             result[f"retrain/{name}"] = value
         return result

@@ -4,7 +4,9 @@ Optuna's TPE sampler (`OptunaSearch`) proposes configurations, ASHA stops poor t
 on `avg_disparity` (mode min), each trial is an `UnlearningTrainable` that reads the cached
 original and Retrain models. The original/Retrain artifacts are built once by the driver
 before any trial starts. Results, checkpoints and TensorBoard event files live under
-`<storage>/<name>`; `--resume` continues an interrupted study from there.
+`<storage>/<name>`; `--resume` continues an interrupted study from there. DAU's pre-trained
+attackers are built by the driver too, one pass per attacker setting with a snapshot at every
+pre-training length the space lists.
 
 `--average-seeds 0 1 2` makes every trial run its configuration on each seed and report the
 mean: a configuration chosen on one seed's split often fails on the next (docs/RESULTS.md §3),
@@ -148,9 +150,53 @@ def base_experiment(space: SearchSpace, args: argparse.Namespace) -> dict:
     return experiment_from_preset(preset, **values).as_dict()
 
 
+def attacker_variants(method_space: MethodSpace) -> list[tuple[dict, list[int]]]:
+    """The pre-trained attackers a DAU space's trials can load: (every other key setting, the lengths
+    to snapshot), from the fixed values and the `choice` lists of the settings that key the artifact.
+    A key setting searched over a continuous range gets no pre-built attacker (each trial builds its own)."""
+    import itertools
+
+    from study.methods.dau import ATTACKER_KEY_PARAMS
+
+    if method_space.method != "dau":
+        return []
+    options: dict[str, list] = {}
+    for name in ATTACKER_KEY_PARAMS:
+        if name in method_space.fixed:
+            options[name] = [method_space.fixed[name]]
+        elif name in method_space.grid:
+            options[name] = list(method_space.grid[name])
+        elif name in method_space.search:
+            kind, args = next(iter(method_space.search[name].items()))
+            if kind != "choice":
+                print(f"note: {name} is searched over a range, so each trial pre-trains its own attacker; "
+                      "search it as a choice to pre-build them once", flush=True)
+                return []
+            options[name] = list(args)
+    lengths: dict[str, tuple[dict, set[int]]] = {}
+    for values in itertools.product(*options.values()):
+        params = dict(zip(options, values))
+        iters = params.pop("attacker_pretrain_iters", None)
+        key = json.dumps(params, sort_keys=True, default=str)
+        lengths.setdefault(key, (params, set()))[1].add(iters)
+    return [(params, sorted(i for i in found if i is not None) or [None]) for params, found in lengths.values()]
+
+
+def prebuild_attackers(prepared, method_space: MethodSpace) -> None:
+    """Pre-train (or find) every attacker snapshot a DAU space's trials will load, in one pass per setting."""
+    from study.methods import build_method
+
+    for params, lengths in attacker_variants(method_space):
+        method = build_method("dau", {**method_space.fixed, **params})
+        settings = method.attacker_settings(prepared.config.seed)
+        store = prepared.attacker_store(log=lambda message: print(message, flush=True))
+        store.ensure(settings, [settings.iters if n is None else n for n in lengths])
+
+
 def prebuild_artifacts(experiment: dict, method_space: MethodSpace, cache: ArtifactCache,
                        need_retrain: bool = True, average_seeds: list[int] | None = None) -> None:
-    """Train (or find) every original (and Retrain, unless retrain-free) the trials will read, once."""
+    """Train (or find) every original (and Retrain, unless retrain-free) the trials will read, and DAU's
+    pre-trained attackers, once."""
     from study.config import ExperimentConfig
     from study.pipeline import prepare
 
@@ -163,6 +209,7 @@ def prebuild_artifacts(experiment: dict, method_space: MethodSpace, cache: Artif
                 config = ExperimentConfig.from_dict({**experiment, "seed": seed, "sparsity": sparsity, "forget": forget})
                 prepared = prepare(config, cache, need_retrain=need_retrain,
                                    log=lambda message: print(message, flush=True))
+                prebuild_attackers(prepared, method_space)
                 if not need_retrain:
                     from study.heldout import RetrainFreeJudge
 

@@ -30,11 +30,11 @@ def test_only_the_hyperparameters_that_differ_are_shown(tmp_path):
 
 
 def test_a_run_without_a_newer_hyperparameter_reads_as_its_default(tmp_path):
-    default = next(h.default for h in METHODS["dau"].hyperparams if h.name == "retain_alpha")
+    default = next(h.default for h in METHODS["dau"].hyperparams if h.name == "pretrain_lr")
     old = _write_run(tmp_path / "old", 3, {"lr": 0.01}, 3.0)
-    new = _write_run(tmp_path / "new", 3, {"lr": 0.01, "retain_alpha": default + 1.0}, 3.0)
+    new = _write_run(tmp_path / "new", 3, {"lr": 0.01, "pretrain_lr": default + 1.0}, 3.0)
     table = compare_runs([old, new])
-    assert table["retain_alpha"].tolist() == [default, default + 1.0]
+    assert table["pretrain_lr"].tolist() == [default, default + 1.0]
     assert "lr" not in table
 
 

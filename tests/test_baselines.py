@@ -7,7 +7,7 @@ from study.methods import METHODS, build_method
 from study.methods.baselines import woodbury_inverse_fisher_product
 from study.methods.gradients import per_sample_gradients
 from study.models import Defender
-from study.pipeline import UnlearnData
+from study.unlearn_data import UnlearnData
 from study.pruning import masks_of, prunable_modules
 from study.runner import run_method
 

@@ -202,3 +202,18 @@ def test_a_trial_stopped_early_is_exported_as_the_run_that_was_ranked():
     default_epochs, why = as_run({"experiment": {}, "method": "dau", "params": {}}, 1)
     assert default_epochs["params"]["epochs"] == 1 and why.endswith("epochs 1")  # DAU's default is 3 epochs
     assert as_run({"experiment": {}, "method": "original", "params": {}}, 1)[1] is None
+
+
+def test_attacker_variants_cover_every_pretrained_attacker_a_space_can_load():
+    from study.tune import attacker_variants
+
+    space = MethodSpace(method="dau", fixed={"noise_copies": 2},
+                        search={"attacker_pretrain_iters": {"choice": [0, 250, 1000]},
+                                "use_softmax": {"choice": [False, True]}, "lr": {"loguniform": [1e-3, 1e-1]}})
+    variants = attacker_variants(space)
+    assert sorted((params["use_softmax"], lengths) for params, lengths in variants) == [
+        (False, [0, 250, 1000]), (True, [0, 250, 1000])]
+    assert all(params["noise_copies"] == 2 for params, _ in variants)
+    assert attacker_variants(MethodSpace(method="ft", search={"lr": {"loguniform": [1e-3, 1e-1]}})) == []
+    ranged = MethodSpace(method="dau", search={"pretrain_lr": {"loguniform": [1e-4, 1e-2]}})
+    assert attacker_variants(ranged) == []  # every trial would need its own attacker: nothing to pre-build

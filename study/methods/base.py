@@ -18,7 +18,7 @@ from torch import nn
 
 from study.data import augment_batch
 from study.errors import UserError
-from study.pipeline import UnlearnData
+from study.unlearn_data import UnlearnData
 
 EpochCallback = Callable[[int, nn.Module, dict], None]
 
@@ -99,6 +99,12 @@ class UnlearningMethod:
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.generator = torch.Generator()
+        self.artifact_seconds = 0.0  # wall time `setup` spent loading or building shared artifacts
+
+    def shared_artifact_seconds(self) -> dict[str, float]:
+        """Seconds it took to build artifacts shared by every run on the same original (DAU's pre-trained
+        attacker), by name: reported beside the run time, not in it."""
+        return {}
 
     def validate(self) -> None:
         """Cross-parameter checks; raise `UserError` before any training starts."""

@@ -2,49 +2,52 @@
 membership-inference attacker, keeps cross-entropy on the retain set, and (optionally) pulls
 forget-set features toward validation-set features with a Barlow Twins term.
 
-Defender loss per retain batch (SPEC.md, following the public code rather than the paper's
-eq. 3 where they differ): CE(retain) + beta * (gamma * BT + alpha * L_adv), with L_adv in its
-non-saturating form by default. Where SPEC.md and the paper disagree we follow SPEC.md:
-  - attacker outputs are softmax probabilities by default (SAMIA's form), a flag gives raw logits;
-  - the class-wise "alpha -> 0 after 30 iterations" switch is implemented as beta -> 0 after
-    `stop_iter` defender iterations, with the learning rate changed to `stop_unlearn_lr`.
-    The paper applies it to class-wise forgetting only, so it is part of the defaults there:
-    with `stop_iter` unset and `classwise_switch` true (the default), a class-wise run switches
-    after CLASSWISE_STOP_ITER = 30 iterations and a random-forgetting run never does;
-  - attacker pre-training runs on forget (member) vs validation (non-member) batches.
-After the switch the defender only fine-tunes on the retain set. SPEC.md keeps that rate
-constant; `repair_decay` (off by default, an addition of this project) anneals it to 0 by a
-cosine instead. Measured on the proxy's class-wise runs (docs/RESULTS.md §8): at a constant
-rate TA moved by up to 2 points from one repair epoch to the next; annealed, the same config
-kept TA within 3 points of Retrain's on five seeds instead of two of three.
-The defender stays in train mode throughout unlearning, for CE and for the attacker's inputs
-alike (as in the reference code): computing the adversarial term in eval mode while CE runs
-in train mode lets the network satisfy CE through batch statistics while its eval-mode
-outputs collapse (measured: RA 20% on digits).
-Three more options, all off by default and not in SPEC.md, each a test of one explanation for
-random forgetting's trade-off on the proxy (docs/RESULTS.md §10; none moved it):
-  - `frozen_bn`: every unlearning forward in eval mode, CE included, so the game is played on the
-    outputs the metrics see;
-  - `mixed_batches`: forget and validation samples in one train-mode forward, so batch norm
-    statistics cannot differ by membership;
-  - `retain_alpha`: a retain-side term, the attacker's CE on retain samples labelled member, so the
-    defender is asked to keep the retain set looking trained-on while the forget set moves.
+As SPEC.md describes the authors' public code (followed where it and the paper differ):
+  - the attacker is pre-trained once per original model, on the whole training set (members)
+    against the validation set (non-members), and shared by every run as a cached artifact
+    (`study.attacker_store`); each run loads the snapshot at `attacker_pretrain_iters` and
+    starts a fresh Adam. Its time is reported apart (`attacker_pretrain_seconds`), not as
+    unlearning time;
+  - the attacker reads raw logits by default (`use_softmax` is a searchable option);
+  - one iteration per retain batch, forget and validation batches of the same size: the
+    defender runs once, with gradients, on the forget batch and on the validation batch (each
+    with its m noisy copies); the attacker takes one step on the detached joint batch
+    cat[forget, validation]; the defender's loss reuses the same outputs, through the attacker
+    (train mode, as in the attacker's step) with the labels swapped:
+        CE(retain) + beta * (gamma * BT + alpha * L_adv);
+  - both networks stay in train mode throughout;
+  - class-wise forgetting switches after `stop_iter` (30) defender iterations: beta -> 0 and the
+    defender's rate becomes `stop_unlearn_lr`. After the switch the attacker and the forget /
+    validation forwards are skipped (their results would be unused: SPEC.md allows it);
+  - scheme defaults as the reference's CIFAR-10 commands: random lr 0.01, class-wise lr 0.02
+    with stop_unlearn_lr 0.01; 3 epochs; batch 256.
+Additions of this project, off by default: `repair_decay` anneals the rate after the switch to
+0 by a cosine; `bt_projector` applies Barlow Twins on a projector head (the paper's Sec. 3.4);
+`copies_per_forward` splits the noisy copies into smaller forwards, which run faster on CPU
+(in train mode each forward then has its own batch statistics, which differ from the joint
+ones only by the 1e-3 noise).
 """
 from __future__ import annotations
 
 import math
+import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 from torch import nn
 
-from study.methods.attacker import SelfAttentionAttacker, attack_inputs
+from study.methods.attacker import (AttackerSettings, AttackInputs, PretrainedAttacker, SelfAttentionAttacker,
+                                    attack_inputs, membership_accuracy, pretrain_attacker)
 from study.methods.base import BatchStream, Hyperparam, UnlearningMethod, shuffled_batches
-from study.methods.losses import (attacker_loss, barlow_twins_loss, defender_adversarial_loss,
-                                  retain_membership_loss)
+from study.methods.losses import attacker_loss, barlow_twins_loss, defender_adversarial_loss
 from study.train import check_finite
 
-ATTACKER_EVAL_SAMPLES = 512  # per side, for the attacker's own accuracy report
 CLASSWISE_STOP_ITER = 30  # the paper's class-wise switch point (SPEC.md)
+RANDOM_LR, CLASSWISE_LR, CLASSWISE_STOP_LR = 0.01, 0.02, 0.01  # the reference's CIFAR-10 commands
+# The hyperparameters that select which pre-trained attacker a run loads (with the experiment seed)
+ATTACKER_KEY_PARAMS = ("attacker_pretrain_iters", "pretrain_lr", "pretrain_batch_size", "batch_size", "noise_copies",
+                       "use_softmax", "copies_per_forward")
 
 
 class BarlowProjector(nn.Module):
@@ -59,15 +62,28 @@ class BarlowProjector(nn.Module):
         return self.net(features)
 
 
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """No gradients into `module`'s parameters (the defender's step must not train the attacker)."""
+    flags = [p.requires_grad for p in module.parameters()]
+    for p in module.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
+
+
 class DAU(UnlearningMethod):
     name = "dau"
     summary = "Discriminative Adversarial Unlearning: min-max against a SAMIA attacker + Barlow Twins"
     hyperparams = (
-        Hyperparam("lr", float, 0.01, 1e-6, 1.0, help="defender (unlearning) learning rate, SGD momentum 0.9"),
+        Hyperparam("lr", float, None, 1e-6, 1.0, optional=True,
+                   help=f"defender learning rate, SGD momentum 0.9 (none = the scheme's: {RANDOM_LR} random, "
+                        f"{CLASSWISE_LR} class-wise)"),
         Hyperparam("epochs", int, 3, 1, 100, help="passes over the retain set"),
-        Hyperparam("batch_size", int, 128, 2, 4096, help="retain batch size"),
-        Hyperparam("attack_batch_size", int, 64, 2, 4096,
-                   help="forget and validation batch size for each attacker/defender step"),
+        Hyperparam("batch_size", int, 256, 2, 4096, help="retain, forget and validation batch size"),
         Hyperparam("alpha", float, 0.9, 0.0, None, help="weight of the adversarial term"),
         Hyperparam("gamma", float, 0.001, 0.0, None, help="weight of the Barlow Twins term"),
         Hyperparam("beta", float, 1.0, 0.0, None, help="weight of the whole unlearning part (0 after stop_iter)"),
@@ -75,11 +91,16 @@ class DAU(UnlearningMethod):
         Hyperparam("bt_lambda_offdiag", float, 5e-3, 0.0, None, help="Barlow Twins off-diagonal weight"),
         Hyperparam("bt_projector", bool, False, help="apply Barlow Twins on a projector head instead of raw features"),
         Hyperparam("non_saturating", bool, True, help="defender's adversarial loss: swapped-label CE (true) or -CE"),
-        Hyperparam("attacker_lr", float, 1e-3, 1e-7, 1.0, help="attacker Adam learning rate"),
-        Hyperparam("attacker_pretrain_iters", int, 1000, 0, 100000, help="attacker-only iterations before unlearning"),
-        Hyperparam("attacker_steps", int, 1, 1, 20, help="attacker steps per defender step"),
+        Hyperparam("attacker_lr", float, 1e-3, 1e-7, 1.0, help="attacker Adam learning rate during unlearning"),
+        Hyperparam("attacker_pretrain_iters", int, 1000, 0, 100000,
+                   help="pre-training iterations of the shared attacker (a cached artifact per original model)"),
+        Hyperparam("pretrain_lr", float, 1e-3, 1e-7, 1.0, help="attacker Adam learning rate during pre-training"),
+        Hyperparam("pretrain_batch_size", int, None, 2, 4096, optional=True,
+                   help="members and non-members per pre-training iteration (none = batch_size)"),
         Hyperparam("noise_copies", int, 10, 1, 100, help="noisy input copies for the sensitivity feature"),
-        Hyperparam("use_softmax", bool, True, help="feed softmax outputs (SAMIA) instead of raw logits (DAU code)"),
+        Hyperparam("copies_per_forward", int, None, 1, 101, optional=True,
+                   help="batches (clean or noisy) per defender forward (none = clean and all copies in one)"),
+        Hyperparam("use_softmax", bool, False, help="feed softmax outputs (SAMIA) instead of raw logits (DAU code)"),
         Hyperparam("stop_iter", int, None, 0, None, optional=True,
                    help="after this many defender iterations set beta=0 (none = the scheme's default: "
                         f"{CLASSWISE_STOP_ITER} for class-wise forgetting if classwise_switch, else never)"),
@@ -87,135 +108,130 @@ class DAU(UnlearningMethod):
                    help=f"class-wise forgetting with stop_iter unset switches after {CLASSWISE_STOP_ITER} "
                         "iterations (the paper's protocol); false = never switch unless stop_iter is set"),
         Hyperparam("stop_unlearn_lr", float, None, 1e-7, 1.0, optional=True,
-                   help="defender learning rate after stop_iter (none = keep lr)"),
-        Hyperparam("retain_alpha", float, 0.0, 0.0, None,
-                   help="weight of a retain-side term: the attacker's CE on retain samples labelled member, "
-                        "so the defender keeps them looking trained-on (not in SPEC.md; 0 = off, as SPEC.md)"),
-        Hyperparam("mixed_batches", bool, False,
-                   help="run the forget and validation batches through the defender as one batch, so that train-mode "
-                        "batch norm statistics do not differ by membership (not in SPEC.md; false = separate, as the reference)"),
-        Hyperparam("frozen_bn", bool, False,
-                   help="run the defender with batch norm in eval mode (running statistics, frozen) for every "
-                        "unlearning forward, CE included (not in SPEC.md; false = train mode, as the reference)"),
+                   help=f"defender learning rate after the switch (none = {CLASSWISE_STOP_LR} class-wise, "
+                        "else keep lr)"),
         Hyperparam("repair_decay", bool, False,
-                   help="after stop_iter, decay the defender learning rate by a cosine from stop_unlearn_lr "
-                        "(or lr) to 0 over the remaining iterations (not in SPEC.md; false = constant, as SPEC.md)"),
+                   help="after the switch, decay the defender learning rate by a cosine to 0 over the remaining "
+                        "iterations (not in SPEC.md; false = constant, as SPEC.md)"),
     )
+
+    def attacker_settings(self, seed: int) -> AttackerSettings:
+        """The pre-trained attacker this configuration loads (the artifact's cache key)."""
+        return AttackerSettings(iters=self.attacker_pretrain_iters, lr=self.pretrain_lr,
+                                noise_copies=self.noise_copies, use_softmax=self.use_softmax,
+                                batch_size=self.pretrain_batch_size or self.batch_size, seed=seed,
+                                copies_per_forward=self.copies_per_forward)
+
+    def _load_attacker(self, model, data) -> PretrainedAttacker:
+        """From the artifact cache when the experiment provides one; else pre-trained here, on a copy."""
+        settings = self.attacker_settings(data.seed)
+        if data.pretrained_attacker is not None:
+            return data.pretrained_attacker(settings)
+        members = (torch.cat([data.retain_x, data.forget_x]), torch.cat([data.retain_y, data.forget_y]))
+        return pretrain_attacker(model, members, (data.val_x, data.val_y), data.num_classes, settings,
+                                 [settings.iters], data.pixel_std, data.device)[settings.iters]
 
     def setup(self, model, data) -> None:
         super().setup(model, data)
-        torch.manual_seed(data.seed)  # attacker init and its dropout
+        began = time.perf_counter()
+        pretrained = self._load_attacker(self.model, data)
+        self.artifact_seconds = time.perf_counter() - began
+        self.pretrain_logs = {"attacker_pretrain_seconds": pretrained.seconds, **pretrained.stats}
+        torch.manual_seed(data.seed)  # the attacker's dropout during unlearning
         self.attacker = SelfAttentionAttacker(data.num_classes).to(data.device)
+        self.attacker.load_state_dict(pretrained.state)
         self.attacker_optimizer = torch.optim.Adam(self.attacker.parameters(), lr=self.attacker_lr)
         self.projector = None
         trainable = list(model.parameters())
         if self.regularizer and self.bt_projector:
-            width = model.head.in_features
-            self.projector = BarlowProjector(width).to(data.device)
+            self.projector = BarlowProjector(model.head.in_features).to(data.device)
             trainable += list(self.projector.parameters())
-        self.optimizer = torch.optim.SGD(trainable, lr=self.lr, momentum=0.9, weight_decay=5e-4)
-        self.forget_stream = BatchStream(data.forget_x, data.forget_y, self.attack_batch_size, self.generator, data.device)
-        self.val_stream = BatchStream(data.val_x, data.val_y, self.attack_batch_size, self.generator, data.device)
+        self.defender_lr = self.lr if self.lr is not None else (CLASSWISE_LR if data.classwise else RANDOM_LR)
+        self.optimizer = torch.optim.SGD(trainable, lr=self.defender_lr, momentum=0.9, weight_decay=5e-4)
+        self.forget_stream = BatchStream(data.forget_x, data.forget_y, self.batch_size, self.generator, data.device)
+        self.val_stream = BatchStream(data.val_x, data.val_y, self.batch_size, self.generator, data.device)
         self.defender_iterations = 0
-        self.pretrained = False
         self.switch_at = self.stop_iter
         if self.switch_at is None and self.classwise_switch and data.classwise:
             self.switch_at = CLASSWISE_STOP_ITER
+        self.repair_lr = self.stop_unlearn_lr
+        if self.repair_lr is None:
+            self.repair_lr = CLASSWISE_STOP_LR if data.classwise else self.defender_lr
 
-    def _inputs(self, x, y, with_features=False):
-        return attack_inputs(self.model, x, y, self.data.num_classes, self.noise_copies, self.generator,
-                             use_softmax=self.use_softmax, with_features=with_features)
+    def shared_artifact_seconds(self) -> dict[str, float]:
+        return {"attacker_pretrain_seconds": self.pretrain_logs["attacker_pretrain_seconds"]}
 
-    def _attack_pair(self, fx, fy, vx, vy, with_features=False):
-        """Attacker inputs for the forget and the validation batch: two defender forwards as the reference
-        does, or under mixed_batches one forward of both, split afterwards."""
-        if not self.mixed_batches:
-            return self._inputs(fx, fy, with_features), self._inputs(vx, vy, with_features)
-        joint = self._inputs(torch.cat([fx, vx]), torch.cat([fy, vy]), with_features)
-        return tuple(part[:len(fx)] for part in joint), tuple(part[len(fx):] for part in joint)
+    def _inputs(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> AttackInputs:
+        return attack_inputs(self.model, x, y, self.data.num_classes, self.noise_copies, generator or self.generator,
+                             self.use_softmax, self.data.pixel_std, self.copies_per_forward)
 
     def _paired_batches(self):
         (fx, fy), (vx, vy) = self.forget_stream.next(), self.val_stream.next()
         size = min(len(fx), len(vx))  # Barlow Twins pairs sample n with sample n
         return fx[:size], fy[:size], vx[:size], vy[:size]
 
-    def attacker_step(self) -> tuple[float, float]:
-        """One attacker update on fresh forget/validation batches; the defender is frozen (detached)."""
-        fx, fy, vx, vy = self._paired_batches()
-        self._defender_mode()
-        with torch.no_grad():
-            forget_in, val_in = self._attack_pair(fx, fy, vx, vy)
-        self.attacker.train()
-        logits_forget, logits_val = self.attacker(*forget_in), self.attacker(*val_in)
-        loss = attacker_loss(logits_forget, logits_val)
-        self.attacker_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.attacker_optimizer.step()
-        correct = (logits_forget.argmax(1) == 1).sum() + (logits_val.argmax(1) == 0).sum()
-        return loss.item(), correct.item() / (len(fx) + len(vx))
-
-    def pretrain_attacker(self) -> dict[str, float]:
-        losses = [self.attacker_step() for _ in range(self.attacker_pretrain_iters)]
-        self.pretrained = True
-        if not losses:
-            return {}
-        tail = losses[-min(50, len(losses)):]
-        return {"attacker_pretrain_loss": sum(l for l, _ in tail) / len(tail),
-                "attacker_pretrain_acc": 100.0 * sum(a for _, a in tail) / len(tail)}
-
     def _switched_off(self) -> bool:
         return self.switch_at is not None and self.defender_iterations >= self.switch_at
 
     def _set_repair_lr(self) -> None:
         """The defender's learning rate for the repair iterations after the switch."""
-        base = self.stop_unlearn_lr if self.stop_unlearn_lr is not None else self.lr
         if self.repair_decay:
             per_epoch = math.ceil(len(self.data.retain_x) / self.batch_size)
             remaining = max(1, self.num_epochs * per_epoch - self.switch_at)
             progress = min(1.0, (self.defender_iterations - self.switch_at) / remaining)
-            lr = 0.5 * base * (1.0 + math.cos(math.pi * progress))
+            lr = 0.5 * self.repair_lr * (1.0 + math.cos(math.pi * progress))
         elif self.defender_iterations == self.switch_at:
-            lr = base
+            lr = self.repair_lr
         else:
             return
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def _defender_mode(self) -> None:
-        """Train mode (batch statistics) as the reference code, or eval mode under frozen_bn."""
-        self.model.train(not self.frozen_bn)
+    def attacker_step(self, forget_in: AttackInputs, val_in: AttackInputs) -> dict[str, float]:
+        """One attacker update on the detached joint batch cat[forget, validation]."""
+        self.attacker.train()
+        logits = self.attacker(*AttackInputs.joint(forget_in.detached(), val_in.detached()))
+        n = len(forget_in.outputs)
+        loss = attacker_loss(logits[:n], logits[n:])
+        self.attacker_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.attacker_optimizer.step()
+        return {"attacker_loss": loss.item(), "attacker_train_acc": 100.0 * membership_accuracy(logits.detach(), n)}
 
-    def defender_step(self, rx: torch.Tensor, ry: torch.Tensor) -> dict[str, float]:
-        self._defender_mode()
+    def unlearning_loss(self, forget_in: AttackInputs, val_in: AttackInputs) -> tuple[torch.Tensor, dict]:
+        """alpha * L_adv (+ gamma * BT) on the same graph-connected outputs the attacker just trained on."""
+        n = len(forget_in.outputs)
+        with frozen(self.attacker):
+            logits = self.attacker(*AttackInputs.joint(forget_in, val_in))
+        adversarial = defender_adversarial_loss(logits[:n], logits[n:], self.non_saturating)
+        loss, logs = self.alpha * adversarial, {"adv_loss": adversarial.item()}
+        if self.regularizer and self.gamma > 0:
+            f_forget, f_val = forget_in.features, val_in.features
+            if self.projector is not None:
+                self.projector.train()
+                projected = self.projector(torch.cat([f_forget, f_val]))
+                f_forget, f_val = projected[:n], projected[n:]
+            bt = barlow_twins_loss(f_forget, f_val, self.bt_lambda_offdiag)
+            loss, logs["bt_loss"] = loss + self.gamma * bt, bt.item()
+        return loss, logs
+
+    def iteration(self, rx: torch.Tensor, ry: torch.Tensor) -> dict[str, float]:
+        """One retain batch: (before the switch) one defender pass over a forget and a validation
+        batch, the attacker's step on it, then the defender's step."""
+        self.model.train()
         ce = nn.functional.cross_entropy(self.model(rx), ry)
         total, logs = ce, {"ce_loss": ce.item()}
         if self._switched_off():
             self._set_repair_lr()
         elif self.beta > 0:
             fx, fy, vx, vy = self._paired_batches()
-            self.attacker.eval()  # the attacker is a fixed judge during the defender's step
-            (*forget_in, f_forget), (*val_in, f_val) = self._attack_pair(fx, fy, vx, vy, with_features=True)
-            adversarial = defender_adversarial_loss(self.attacker(*forget_in), self.attacker(*val_in),
-                                                    self.non_saturating)
-            unlearning = self.alpha * adversarial
-            logs["adv_loss"] = adversarial.item()
-            if self.retain_alpha > 0:
-                n = min(len(rx), self.attack_batch_size)
-                retain_term = retain_membership_loss(self.attacker(*self._inputs(rx[:n], ry[:n])))
-                unlearning = unlearning + self.retain_alpha * retain_term
-                logs["retain_adv_loss"] = retain_term.item()
-            if self.regularizer and self.gamma > 0:
-                if self.projector is not None:
-                    self.projector.train()
-                    projected = self.projector(torch.cat([f_forget, f_val]))
-                    f_forget, f_val = projected[:len(fx)], projected[len(fx):]
-                bt = barlow_twins_loss(f_forget, f_val, self.bt_lambda_offdiag)
-                unlearning = unlearning + self.gamma * bt
-                logs["bt_loss"] = bt.item()
+            forget_in, val_in = self._inputs(fx, fy), self._inputs(vx, vy)
+            logs.update(self.attacker_step(forget_in, val_in))
+            unlearning, unlearning_logs = self.unlearning_loss(forget_in, val_in)
+            logs.update(unlearning_logs)
             total = total + self.beta * unlearning
         check_finite(total, f"dau defender step {self.defender_iterations + 1}")
         self.optimizer.zero_grad(set_to_none=True)
-        self.attacker_optimizer.zero_grad(set_to_none=True)  # the defender's step must not move the attacker
         total.backward()
         self.optimizer.step()
         self.defender_iterations += 1
@@ -223,42 +239,20 @@ class DAU(UnlearningMethod):
         return logs
 
     def run_epoch(self, epoch: int) -> dict[str, float]:
-        logs: dict[str, float] = {}
-        if not self.pretrained:
-            logs.update(self.pretrain_attacker())
         sums: dict[str, float] = {}
-        steps = 0
+        counts: dict[str, int] = {}
         for rx, ry in shuffled_batches(self.data.retain_x, self.data.retain_y, self.batch_size, self.generator,
                                        self.data.augmentation, self.data.device):
-            if not self._switched_off():
-                for _ in range(self.attacker_steps):
-                    loss, acc = self.attacker_step()
-                    sums["attacker_loss"] = sums.get("attacker_loss", 0.0) + loss / self.attacker_steps
-                    sums["attacker_train_acc"] = sums.get("attacker_train_acc", 0.0) + 100 * acc / self.attacker_steps
-            for key, value in self.defender_step(rx, ry).items():
+            for key, value in self.iteration(rx, ry).items():
                 sums[key] = sums.get(key, 0.0) + value
-            steps += 1
-        logs.update({key: value / steps for key, value in sums.items()})
-        logs["attacker_acc"] = self.attacker_accuracy()
-        return logs
-
-    @torch.no_grad()
-    def attacker_accuracy(self) -> float:
-        """The attacker's balanced accuracy (percent) at telling forget from validation samples now."""
-        self.model.eval()
-        self.attacker.eval()
-        n = ATTACKER_EVAL_SAMPLES
-        fx, fy = self.data.forget_x[:n].to(self.data.device), self.data.forget_y[:n].to(self.data.device)
-        vx, vy = self.data.val_x[:n].to(self.data.device), self.data.val_y[:n].to(self.data.device)
-        hit_forget = (self.attacker(*self._inputs(fx, fy)).argmax(1) == 1).float().mean()
-        hit_val = (self.attacker(*self._inputs(vx, vy)).argmax(1) == 0).float().mean()
-        return float(50.0 * (hit_forget + hit_val))
+                counts[key] = counts.get(key, 0) + 1
+        return {**self.pretrain_logs, **{key: value / counts[key] for key, value in sums.items()}}
 
     def state_dict(self) -> dict:
         state = super().state_dict()
         state.update(attacker=self.attacker.state_dict(), attacker_optimizer=self.attacker_optimizer.state_dict(),
                      projector=self.projector.state_dict() if self.projector is not None else None,
-                     defender_iterations=self.defender_iterations, pretrained=self.pretrained)
+                     defender_iterations=self.defender_iterations)
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -268,4 +262,3 @@ class DAU(UnlearningMethod):
         if self.projector is not None and state.get("projector") is not None:
             self.projector.load_state_dict(state["projector"])
         self.defender_iterations = state["defender_iterations"]
-        self.pretrained = state["pretrained"]

@@ -42,13 +42,6 @@ def attacker_loss(logits_forget: torch.Tensor, logits_val: torch.Tensor) -> torc
     return F.cross_entropy(logits, targets.to(logits.device))
 
 
-def retain_membership_loss(logits_retain: torch.Tensor) -> torch.Tensor:
-    """The attacker's cross-entropy on retain samples labelled member: the defender lowers it to keep
-    the retain set looking trained-on while the forget set moves toward the validation set."""
-    targets = torch.full((len(logits_retain),), MEMBER, device=logits_retain.device)
-    return F.cross_entropy(logits_retain, targets)
-
-
 def defender_adversarial_loss(logits_forget: torch.Tensor, logits_val: torch.Tensor,
                               non_saturating: bool = True) -> torch.Tensor:
     """L_adv for the defender. Non-saturating (SPEC.md's default, as in the reference code):

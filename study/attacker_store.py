@@ -1,0 +1,86 @@
+"""Pre-trained attackers as cached artifacts, one per (original model, attacker settings, length).
+
+DAU's attacker is pre-trained once per original model and shared by every unlearning run on it
+(SPEC.md), like the original and Retrain models. An entry holds `attacker.pt` and `meta.json`
+(the pre-training seconds up to that length, and the attacker's loss and accuracy at the end).
+`ensure` builds every missing length of a list in one pass to the longest, so a study that
+searches the pre-training length pays for one pass; `study.tune` calls it in the driver before
+any trial starts, and each trial only loads.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import pickle
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+
+from study.cache import ArtifactCache, key_digest
+from study.errors import UserError
+from study.methods.attacker import AttackerSettings, PretrainedAttacker, pretrain_attacker
+
+ATTACKER_FILE, META_FILE = "attacker.pt", "meta.json"
+
+
+@functools.cache
+def _attacker_code_digest() -> str:
+    """The code that shapes a pre-trained attacker: a change to it builds new entries."""
+    here = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in (here / "methods" / "attacker.py", here / "methods" / "losses.py", here / "attacker_store.py"):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class AttackerStore:
+    """Pre-trained attackers against one original model, read from (or written to) the cache."""
+
+    def __init__(self, cache: ArtifactCache, original_key: dict, defender: torch.nn.Module,
+                 members: tuple[torch.Tensor, torch.Tensor], non_members: tuple[torch.Tensor, torch.Tensor],
+                 num_classes: int, pixel_std: tuple[float, ...], device: str = "cpu",
+                 log: Callable[[str], None] = print):
+        self.cache, self.defender, self.members, self.non_members = cache, defender, members, non_members
+        self.num_classes, self.pixel_std, self.device, self.log = num_classes, pixel_std, device, log
+        self.original = key_digest(original_key)
+
+    def key(self, settings: AttackerSettings) -> dict:
+        return {"role": "attacker", "original": self.original, "code": _attacker_code_digest(), **settings.key()}
+
+    def ensure(self, settings: AttackerSettings, lengths: Iterable[int]) -> None:
+        """Build every listed length that is not cached yet, in one pre-training pass."""
+        variants = {n: dataclasses.replace(settings, iters=int(n)) for n in lengths}
+        missing = sorted(n for n, s in variants.items() if not self.cache.has(self.key(s)))
+        if not missing:
+            return
+        self.log(f"pre-training the attacker: {missing[-1]} iterations (snapshots at "
+                 f"{', '.join(map(str, missing))}), batch {settings.batch_size}, {settings.noise_copies} noise copies, "
+                 f"{'softmax' if settings.use_softmax else 'logit'} inputs ...")
+        snapshots = pretrain_attacker(self.defender, self.members, self.non_members, self.num_classes, settings,
+                                      missing, self.pixel_std, self.device)
+        for n in missing:
+            snapshot = snapshots[n]
+
+            def write(folder: Path, snapshot: PretrainedAttacker = snapshot) -> None:
+                torch.save(snapshot.state, folder / ATTACKER_FILE)
+                (folder / META_FILE).write_text(json.dumps({"iters": snapshot.iters, "seconds": snapshot.seconds,
+                                                            "stats": snapshot.stats}, indent=2))
+
+            self.cache.get_or_build(self.key(variants[n]), write)
+        self.log(f"attacker pre-trained: {snapshots[missing[-1]].seconds:.1f} s for {missing[-1]} iterations "
+                 f"{snapshots[missing[-1]].stats}")
+
+    def get(self, settings: AttackerSettings) -> PretrainedAttacker:
+        """The attacker after `settings.iters` iterations, built now if it is not cached."""
+        self.ensure(settings, [settings.iters])
+        folder = self.cache.entry_path(self.key(settings))
+        try:
+            meta = json.loads((folder / META_FILE).read_text())
+            state = torch.load(folder / ATTACKER_FILE, map_location="cpu", weights_only=True)
+            return PretrainedAttacker(int(meta["iters"]), state, float(meta["seconds"]), dict(meta["stats"]))
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+            raise UserError(f"cached attacker {folder} is corrupted ({type(err).__name__}); delete that folder "
+                            "to pre-train it again") from None
