@@ -187,10 +187,10 @@ def test_without_repair_decay_the_repair_rate_stays_constant(digits_classwise):
 
 
 def test_one_iteration_runs_the_defender_once_per_sample(digits_random, monkeypatch):
-    """Before the switch, an iteration sends the retain batch, the forget batch (clean + m noisy
-    copies) and the validation batch (likewise) through the defender once each, in three
-    forwards: no second pass for the defender's step. The attacker's input batch norm sees the
-    2B rows of the joint batch, forget then validation, twice (its step and the defender's)."""
+    """Before the switch, an iteration sends the retain batch, the forget batch (clean, then each
+    of the m noisy copies) and the validation batch (likewise) through the defender once each, in
+    forwards of B images: no second pass for the defender's step. The attacker's input batch norm
+    sees the 2B rows of the joint batch, forget then validation, twice (its step and the defender's)."""
     b, m = 16, 2
     method = build_method("dau", {**FAST_DAU, "batch_size": b, "noise_copies": m})
     method.setup(digits_random.fresh_original(), digits_random.unlearn_data())
@@ -202,10 +202,12 @@ def test_one_iteration_runs_the_defender_once_per_sample(digits_random, monkeypa
     first_layer.register_forward_hook(lambda module, args, out: forwards.append(args[0].detach().clone()))
     method.attacker.input_norm.register_forward_hook(lambda module, args, out: attacker_rows.append(args[0].detach()))
     method.iteration(data.retain_x[:b], data.retain_y[:b])
-    assert [len(x) for x in forwards] == [b, (1 + m) * b, (1 + m) * b]
+    assert [len(x) for x in forwards] == [b] * (1 + 2 * (1 + m))
     assert torch.equal(forwards[0], data.retain_x[:b])
-    assert torch.equal(forwards[1][:b], fx) and torch.equal(forwards[2][:b], vx)
-    assert (forwards[1][b:] - fx.repeat(m, 1, 1, 1)).abs().max() < 0.05  # the noisy copies of the same batch
+    assert torch.equal(forwards[1], fx) and torch.equal(forwards[2 + m], vx)
+    for copy in range(m):  # the noisy copies of the same batches
+        assert 0 < (forwards[2 + copy] - fx).abs().max() < 0.05
+        assert 0 < (forwards[3 + m + copy] - vx).abs().max() < 0.05
     assert len(attacker_rows) == 2
     onehot = torch.nn.functional.one_hot(torch.cat([fy, vy]), 10).float()
     for rows in attacker_rows:

@@ -124,7 +124,7 @@ class AttackerSettings:
     use_softmax: bool = False
     batch_size: int = 256
     seed: int = 0
-    copies_per_forward: int | None = None
+    copies_per_forward: int | None = 1
     sigma: float = SENSITIVITY_SIGMA
 
     def key(self) -> dict:

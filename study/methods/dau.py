@@ -21,11 +21,13 @@ As SPEC.md describes the authors' public code (followed where it and the paper d
     validation forwards are skipped (their results would be unused: SPEC.md allows it);
   - scheme defaults as the reference's CIFAR-10 commands: random lr 0.01, class-wise lr 0.02
     with stop_unlearn_lr 0.01; 3 epochs; batch 256.
+The defender sees the clean batch and each of its m noisy copies in forwards of B images
+(`copies_per_forward` = 1): the reference also runs the clean batch alone, and on 2 CPU cores
+one forward of (1 + m) x B images with gradients runs about half as fast per image
+(`python bench/dau_cost.py`). In train mode each forward normalises by its own statistics; the
+copies differ by the 1e-3 noise only (tests/test_dau.py checks how far the inputs move).
 Additions of this project, off by default: `repair_decay` anneals the rate after the switch to
-0 by a cosine; `bt_projector` applies Barlow Twins on a projector head (the paper's Sec. 3.4);
-`copies_per_forward` splits the noisy copies into smaller forwards, which run faster on CPU
-(in train mode each forward then has its own batch statistics, which differ from the joint
-ones only by the 1e-3 noise).
+0 by a cosine; `bt_projector` applies Barlow Twins on a projector head (the paper's Sec. 3.4).
 """
 from __future__ import annotations
 
@@ -98,8 +100,9 @@ class DAU(UnlearningMethod):
         Hyperparam("pretrain_batch_size", int, None, 2, 4096, optional=True,
                    help="members and non-members per pre-training iteration (none = batch_size)"),
         Hyperparam("noise_copies", int, 10, 1, 100, help="noisy input copies for the sensitivity feature"),
-        Hyperparam("copies_per_forward", int, None, 1, 101, optional=True,
-                   help="batches (clean or noisy) per defender forward (none = clean and all copies in one)"),
+        Hyperparam("copies_per_forward", int, 1, 1, 101, optional=True,
+                   help="batches (clean or noisy) per defender forward: 1 = the clean batch, then each noisy copy, "
+                        "alone (none = all in one forward)"),
         Hyperparam("use_softmax", bool, False, help="feed softmax outputs (SAMIA) instead of raw logits (DAU code)"),
         Hyperparam("stop_iter", int, None, 0, None, optional=True,
                    help="after this many defender iterations set beta=0 (none = the scheme's default: "
