@@ -3,8 +3,8 @@
 DAU's attacker is pre-trained once per original model and shared by every unlearning run on it
 (SPEC.md), like the original and Retrain models. An entry holds `attacker.pt` and `meta.json`
 (the pre-training seconds up to that length, and the attacker's loss and accuracy at the end).
-`ensure` builds every missing length of a list in one pass to the longest, so a study that
-searches the pre-training length pays for one pass; `study.tune` calls it in the driver before
+`ensure` builds every missing length of a list in one pass to the longest (storing the standard
+lengths below it on the way), so a study that searches the pre-training length pays for one pass; `study.tune` calls it in the driver before
 any trial starts, and each trial only loads.
 """
 from __future__ import annotations
@@ -24,6 +24,9 @@ from study.errors import UserError
 from study.methods.attacker import AttackerSettings, PretrainedAttacker, pretrain_attacker
 
 ATTACKER_FILE, META_FILE = "attacker.pt", "meta.json"
+# Lengths the search spaces list: a pass stores these on its way too (a snapshot costs a copy of
+# the attacker's weights), so a later study or run at a shorter length needs no pass of its own.
+STANDARD_LENGTHS = (0, 250, 500, 1000, 2000)
 
 
 @functools.cache
@@ -56,6 +59,12 @@ class AttackerStore:
         missing = sorted(n for n, s in variants.items() if not self.cache.has(self.key(s)))
         if not missing:
             return
+        for n in STANDARD_LENGTHS:
+            variant = dataclasses.replace(settings, iters=n)
+            if n < missing[-1] and n not in variants and not self.cache.has(self.key(variant)):
+                variants[n] = variant
+                missing.append(n)
+        missing.sort()
         self.log(f"pre-training the attacker: {missing[-1]} iterations (snapshots at "
                  f"{', '.join(map(str, missing))}), batch {settings.batch_size}, {settings.noise_copies} noise copies, "
                  f"{'softmax' if settings.use_softmax else 'logit'} inputs ...")

@@ -121,6 +121,28 @@ def _check_address_reachable(address: str) -> None:
         raise UserError(f"cannot reach a Ray cluster at --address {address}: {err}") from None
 
 
+RAY_TOKEN_FILE = Path.home() / ".ray" / "auth_token"  # where `ray start` keeps the cluster's token
+TOKEN_HINT = (f"the cluster asks for a token: set RAY_AUTH_TOKEN to the output of `ray get-auth-token` on its head "
+              f"node, or copy that token to {RAY_TOKEN_FILE}")
+
+
+def present_ray_token() -> bool:
+    """Have the driver present the cluster's authentication token when one is where Ray keeps it.
+
+    `ray start` enables token authentication unless told otherwise, but a driver joining with
+    `ray.init(address=...)` presents the token only in token mode: with RAY_AUTH_MODE unset,
+    switch it on when RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or the default token file gives a token.
+    An explicit RAY_AUTH_MODE is left as it is. Returns whether token mode is on.
+    """
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is not None:
+        return mode.lower() == "token"
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or RAY_TOKEN_FILE.is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+        return True
+    return False
+
+
 def connect_ray(address: str | None):
     import logging
 
@@ -130,10 +152,14 @@ def connect_ray(address: str | None):
     runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [repo_root, os.environ.get("PYTHONPATH")]))}}
     if address:
         _check_address_reachable(address)
+        token_mode = present_ray_token()
         try:
             ray.init(address=address, runtime_env=runtime_env, logging_level=logging.ERROR, log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as err:
-            raise UserError(f"cannot join the Ray cluster at --address {address}: {str(err).splitlines()[0]}") from None
+        except (ConnectionError, RuntimeError, ValueError, ray.exceptions.AuthenticationError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            if not token_mode or isinstance(err, ray.exceptions.AuthenticationError) or "auth" in str(err).lower():
+                reason += f" ({TOKEN_HINT})"
+            raise UserError(f"cannot join the Ray cluster at --address {address}: {reason}") from None
     else:
         ray.init(runtime_env=runtime_env, logging_level=logging.ERROR, include_dashboard=False, log_to_driver=False)
     return ray

@@ -1,0 +1,90 @@
+"""A study on a real Ray cluster, joined as a user would: `ray start --head` on the loopback
+address, then `study.tune --address`. The installed Ray turns on token authentication for such
+a cluster; the driver must present the token `ray start` keeps, with nothing set by hand."""
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from analysis.load import load_study
+from tests.studies import tune_cli, write_space
+
+RAY = [sys.executable, "-m", "ray.scripts.scripts"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _clean_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    return env
+
+
+def _ray_processes_of(port: int) -> list[str]:
+    """Command lines of running processes that belong to the cluster on `port`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                line = handle.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if f"gcs_server_port={port}" in line or f"127.0.0.1:{port}" in line:
+            found.append(line[:200])
+    return found
+
+
+def test_a_study_runs_on_a_cluster_started_with_ray_start(tmp_path, cache_dir):
+    port = _free_port()
+    space = write_space(tmp_path, study={"num_samples": 2, "max_concurrent": 2})
+    storage = tmp_path / "studies"
+    try:
+        started = subprocess.run([*RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                                  "--num-cpus", "2", "--include-dashboard=false", "--disable-usage-stats"],
+                                 capture_output=True, text=True, timeout=180, env=_clean_env())
+        assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+        result = tune_cli("--space", str(space), "--storage", str(storage), "--name", "cluster", "--num-samples", "2",
+                          "--address", f"127.0.0.1:{port}", cache=cache_dir, env=_clean_env())
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    finally:
+        subprocess.run([*RAY, "stop", "--force"], capture_output=True, text=True, timeout=180, env=_clean_env())
+    assert _ray_processes_of(port) == []
+    trials = load_study(storage / "cluster")
+    assert len(trials) == 2 and set(trials["status"]) == {"TERMINATED"}
+    ranked = subprocess.run([sys.executable, "-m", "analysis.rank", str(storage / "cluster")], capture_output=True,
+                            text=True, timeout=300)
+    assert ranked.returncode == 0 and "Retrain" in ranked.stdout, ranked.stderr[-2000:]
+    best = tmp_path / "best.yaml"
+    exported = subprocess.run([sys.executable, "-m", "study.export", str(storage / "cluster"), "--top", "1", "--out",
+                               str(best)], capture_output=True, text=True, timeout=300)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert yaml.safe_load(best.read_text())["method"] == "dau"
+
+
+@pytest.mark.parametrize("env, token_file, expected_mode", [
+    ({}, False, None),  # no token anywhere: leave Ray's default alone
+    ({}, True, "token"),  # `ray start`'s token file: present it
+    ({"RAY_AUTH_TOKEN": "abc"}, False, "token"),
+    ({"RAY_AUTH_MODE": "disabled"}, True, "disabled"),  # an explicit choice stands
+])
+def test_the_driver_presents_a_token_where_ray_keeps_one(tmp_path, monkeypatch, env, token_file, expected_mode):
+    import study.tune as tune
+
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "auth_token"
+    if token_file:
+        path.write_text("secret")
+    monkeypatch.setattr(tune, "RAY_TOKEN_FILE", path)
+    assert tune.present_ray_token() is (expected_mode == "token")
+    assert os.environ.get("RAY_AUTH_MODE") == expected_mode
+    assert "RAY_AUTH_TOKEN" in tune.TOKEN_HINT and "ray get-auth-token" in tune.TOKEN_HINT
