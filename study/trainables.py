@@ -152,6 +152,8 @@ class UnlearningTrainable(tune.Trainable):
                     (run.run_seconds + sum(artifacts.values())) / retrain_seconds)
         for name, value in (run.prepared.retrain_metrics or {}).items():
             result[f"retrain/{name}"] = value
+        if self.device == "cuda":  # what a fractional GPU share must hold (bench/gpu_check.sh reads it)
+            result["gpu_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
         return result
 
     def step(self) -> dict:

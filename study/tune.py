@@ -220,7 +220,7 @@ def prebuild_attackers(prepared, method_space: MethodSpace) -> None:
 
 
 def prebuild_artifacts(experiment: dict, method_space: MethodSpace, cache: ArtifactCache,
-                       need_retrain: bool = True, average_seeds: list[int] | None = None) -> None:
+                       need_retrain: bool = True, average_seeds: list[int] | None = None, device: str = "cpu") -> None:
     """Train (or find) every original (and Retrain, unless retrain-free) the trials will read, and DAU's
     pre-trained attackers, once."""
     from study.config import ExperimentConfig
@@ -233,7 +233,7 @@ def prebuild_artifacts(experiment: dict, method_space: MethodSpace, cache: Artif
         for sparsity in sparsities:
             for forget in forgets:
                 config = ExperimentConfig.from_dict({**experiment, "seed": seed, "sparsity": sparsity, "forget": forget})
-                prepared = prepare(config, cache, need_retrain=need_retrain,
+                prepared = prepare(config, cache, device=device, need_retrain=need_retrain,
                                    log=lambda message: print(message, flush=True))
                 prebuild_attackers(prepared, method_space)
                 if not need_retrain:
@@ -348,8 +348,10 @@ def run_study(args: argparse.Namespace) -> int:
               f"forget {experiment['forget']} ==", flush=True)
         if args.objective == "retrain_free" and method_space.method == "retrain":
             raise UserError("the retrain-free objective cannot tune the retrain method itself")
+        from study.trainables import trial_device
+
         prebuild_artifacts(experiment, method_space, cache, need_retrain=args.objective != "retrain_free",
-                           average_seeds=args.average_seeds)
+                           average_seeds=args.average_seeds, device=trial_device(args.gpus_per_trial))
         param_space = _param_space(experiment, method_space, args, threads)
         if args.resume:
             from ray import tune
