@@ -59,9 +59,10 @@ class AttackerStore:
         missing = sorted(n for n, s in variants.items() if not self.cache.has(self.key(s)))
         if not missing:
             return
+        longest = missing[-1]
         for n in STANDARD_LENGTHS:
             variant = dataclasses.replace(settings, iters=n)
-            if n < missing[-1] and n not in variants and not self.cache.has(self.key(variant)):
+            if n < longest and n not in variants and not self.cache.has(self.key(variant)):
                 variants[n] = variant
                 missing.append(n)
         missing.sort()

@@ -68,6 +68,17 @@ def test_a_snapshot_equals_a_pass_of_that_length(digits_random, tmp_path, counte
     assert any(not torch.equal(longer.state[k], alone.state[k]) for k in alone.state)
 
 
+def test_a_pass_stores_the_standard_lengths_below_it(digits_random, tmp_path, counted_passes):
+    members, val = _members_and_val(digits_random)
+    store = AttackerStore(ArtifactCache(tmp_path), {"test": 3}, digits_random.original, members, val, 10,
+                          digits_random.data.pixel_std, log=lambda s: None)
+    store.ensure(AttackerSettings(**{**SETTINGS.key(), "iters": 260}), [260])
+    for n in (0, 250, 260):
+        assert store.cache.has(store.key(AttackerSettings(**{**SETTINGS.key(), "iters": n})))
+    assert not store.cache.has(store.key(AttackerSettings(**{**SETTINGS.key(), "iters": 500})))
+    assert len(counted_passes) == 1
+
+
 def test_a_second_dau_run_loads_the_attacker_instead_of_pretraining(digits_random, counted_passes):
     params = {"attacker_pretrain_iters": 4, "pretrain_lr": 7e-4, "epochs": 1, "batch_size": 32, "noise_copies": 2}
     for _ in range(2):
