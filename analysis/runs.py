@@ -4,7 +4,7 @@ Reads only each folder's `config.json` and `metrics.json` (written by `python -m
 --out RUN`), so it is instant and needs no dataset. One row per run: experiment (seed,
 forget, sparsity), the four headline metrics and Avg. Disparity, the original's Avg.
 Disparity on the same split and the change against it, the per-class confidence attack
-beside the SVM's MIA-Efficacy (they disagree when the SVM collapses, docs/RESULTS.md §9), and
+beside the SVM's MIA-Efficacy (they disagree when the SVM collapses, docs/RESULTS.md, the MIA-Efficacy jump section), and
 every hyperparameter whose value differs between the runs, i.e. what the ablation varied.
 """
 from __future__ import annotations

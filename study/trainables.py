@@ -14,7 +14,7 @@ With `average_seeds: [0, 1, 2]` one trial runs its configuration once per seed (
 own split, original, Retrain and method instance, stepped epoch by epoch side by side) and
 reports the mean of every metric over the seeds, plus `seed<k>/<metric>` and
 `seed_std/<objective>`. A configuration tuned on one seed overfits that seed's split and
-initialisation (docs/RESULTS.md §3, session 6); averaging makes the objective a property of
+initialisation (docs/RESULTS.md, the earlier DAU variant's three-seed runs); averaging makes the objective a property of
 the configuration rather than of one draw, at the cost of one run per seed.
 """
 from __future__ import annotations

@@ -9,7 +9,8 @@ attackers are built by the driver too, one pass per attacker setting with a snap
 pre-training length the space lists.
 
 `--average-seeds 0 1 2` makes every trial run its configuration on each seed and report the
-mean: a configuration chosen on one seed's split often fails on the next (docs/RESULTS.md §3),
+mean: a configuration chosen on one seed's split often fails on the next (docs/RESULTS.md, the earlier
+DAU variant's three-seed runs),
 and a space's `experiment.seeds` cannot help there, because it runs each seed as a trial of its
 own that the sampler treats as an unrelated configuration.
 """
