@@ -47,18 +47,10 @@ def selection_summary(frame: pd.DataFrame) -> dict:
             "regret": float(picked["avg_disparity"] - best["avg_disparity"])}
 
 
-def _final_checkpoint(trial_dir: Path) -> Path:
-    found = sorted(trial_dir.glob("checkpoint_*/trial_state.pt"))
-    if not found:
-        raise UserError(f"{trial_dir} has no checkpoint to measure")
-    return found[-1]
-
-
 def compute_disparity(frame: pd.DataFrame, cache_dir: str) -> pd.DataFrame:
     """Fill `avg_disparity` (and UA/MIA/RA/TA) from each finished trial's final checkpoint."""
-    import torch
-
     from study.cache import ArtifactCache
+    from study.checkpoint import final_checkpoint, read_trial_state
     from study.config import ExperimentConfig
     from study.pipeline import prepare
     from study.trainables import mean_over_seeds
@@ -70,21 +62,20 @@ def compute_disparity(frame: pd.DataFrame, cache_dir: str) -> pd.DataFrame:
         if not params_file.exists():
             raise UserError(f"{params_file} is missing; cannot rebuild the trial's experiment")
         experiment = json.loads(params_file.read_text())["experiment"]
-        state = torch.load(_final_checkpoint(Path(row["trial_dir"])), map_location="cpu", weights_only=False)
+        state = read_trial_state(final_checkpoint(row["trial_dir"]), experiment["seed"])
         # A trial run with --average-seeds holds one model per seed; its score is their mean, so
         # its Avg. Disparity is too.
-        per_seed = state.get("seeds") or [{"seed": experiment["seed"], "method": state["method"]}]
         measured = []
-        for entry in per_seed:
-            config = ExperimentConfig.from_dict({**experiment, "seed": entry["seed"]})
+        for entry in state.seeds:
+            config = ExperimentConfig.from_dict({**experiment, "seed": entry.seed})
             key = repr(config.as_dict())
             if key not in prepared_by_key:
                 prepared_by_key[key] = prepare(config, ArtifactCache(cache_dir), log=lambda m: print(m, flush=True))
             prepared = prepared_by_key[key]
             model = prepared.fresh_original()
-            model.load_state_dict(entry["method"]["model"])
+            model.load_state_dict(entry.method["model"])
             measured.append(prepared.evaluate(model))
-        metrics = mean_over_seeds(measured, [entry["seed"] for entry in per_seed])
+        metrics = mean_over_seeds(measured, [entry.seed for entry in state.seeds])
         for name in METRICS:
             frame.loc[index, name] = metrics[name]
         print(f"  trial {row['trial_id']}: {SCORE} {row[SCORE]:.2f}, Avg. Disparity {metrics['avg_disparity']:.2f}",

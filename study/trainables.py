@@ -19,18 +19,17 @@ the configuration rather than of one draw, at the cost of one run per seed.
 """
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 import torch
 from ray import tune
 
 from study.cache import ArtifactCache
+from study.checkpoint import SeedState, TrialState, read_trial_state, write_trial_state
 from study.config import ExperimentConfig
 from study.errors import UserError
 from study.heldout import RetrainFreeJudge
@@ -38,7 +37,6 @@ from study.methods import build_method
 from study.methods.base import UnlearningMethod
 from study.pipeline import Prepared, prepare
 
-STATE_FILE = "trial_state.pt"
 SEED_SPREAD_METRICS = ("avg_disparity", "retrain_free_score")  # reported as seed_std/<name> too
 PER_SEED_METRICS = (*SEED_SPREAD_METRICS, "UA", "MIA-Efficacy", "RA", "TA")  # reported as seed<k>/<name>
 
@@ -167,35 +165,23 @@ class UnlearningTrainable(tune.Trainable):
         return result
 
     def save_checkpoint(self, checkpoint_dir: str) -> dict | None:
-        # One seed keeps the layout of earlier studies ("method", "run_seconds"), which
-        # analysis.selection and --resume of those studies read; several seeds go in "seeds".
-        state: dict = {"epochs_done": self.epochs_done}
-        if len(self.seed_runs) == 1:
-            run = self.seed_runs[0]
-            state["run_seconds"] = run.run_seconds
-            if run.method.model is not None:
-                state["method"] = run.method.state_dict()
-        else:
-            state["seeds"] = [{"seed": run.seed, "run_seconds": run.run_seconds, "rng_state": run.rng_state,
-                               "method": run.method.state_dict() if run.method.model is not None else None}
-                              for run in self.seed_runs]
-        torch.save(state, Path(checkpoint_dir) / STATE_FILE)
+        write_trial_state(checkpoint_dir, TrialState(self.epochs_done, [
+            SeedState(run.seed, run.run_seconds, run.method.state_dict() if run.method.model is not None else None,
+                      run.rng_state) for run in self.seed_runs]))
         return None
 
     def load_checkpoint(self, checkpoint: str | dict | None) -> None:
         checkpoint_dir = checkpoint if isinstance(checkpoint, str) else None
         if checkpoint_dir is None:
             return
-        state = torch.load(os.path.join(checkpoint_dir, STATE_FILE), map_location=self.device, weights_only=False)
-        self.epochs_done = state["epochs_done"]
-        saved = state.get("seeds") or [{"seed": self.seed_runs[0].seed, "run_seconds": state["run_seconds"],
-                                        "method": state.get("method")}]
-        if [entry["seed"] for entry in saved] != [run.seed for run in self.seed_runs]:
-            raise UserError(f"checkpoint in {checkpoint_dir} holds seeds {[e['seed'] for e in saved]}, "
+        state = read_trial_state(checkpoint_dir, self.seed_runs[0].seed, map_location=self.device)
+        if [entry.seed for entry in state.seeds] != [run.seed for run in self.seed_runs]:
+            raise UserError(f"checkpoint in {checkpoint_dir} holds seeds {[e.seed for e in state.seeds]}, "
                             f"the trial runs {[run.seed for run in self.seed_runs]}")
-        for run, entry in zip(self.seed_runs, saved):
-            run.run_seconds = entry["run_seconds"]
-            if entry.get("rng_state") is not None:  # absent in checkpoints written before it was kept
-                run.rng_state = entry["rng_state"].cpu()
-            if entry.get("method") is not None:
-                run.method.load_state_dict(entry["method"])
+        self.epochs_done = state.epochs_done
+        for run, entry in zip(self.seed_runs, state.seeds):
+            run.run_seconds = entry.run_seconds
+            if entry.rng_state is not None:  # absent in checkpoints written before it was kept
+                run.rng_state = entry.rng_state
+            if entry.method is not None:
+                run.method.load_state_dict(entry.method)

@@ -1,0 +1,38 @@
+"""The trial checkpoint format: one reader for both layouts, one clear error for a broken file."""
+import pytest
+import torch
+
+from study.checkpoint import (STATE_FILE, SeedState, TrialState, final_checkpoint, read_trial_state,
+                              write_trial_state)
+from study.errors import UserError
+
+
+def test_a_written_state_reads_back(tmp_path):
+    state = TrialState(2, [SeedState(0, 1.5, {"model": {"w": torch.ones(2)}}, torch.arange(3)),
+                           SeedState(1, 2.5, None)])
+    write_trial_state(tmp_path, state)
+    back = read_trial_state(tmp_path, seed=9)
+    assert back.epochs_done == 2 and [s.seed for s in back.seeds] == [0, 1]
+    assert torch.equal(back.seeds[0].method["model"]["w"], torch.ones(2))
+    assert torch.equal(back.seeds[0].rng_state, torch.arange(3)) and back.seeds[1].method is None
+
+
+def test_the_single_seed_layout_of_older_studies_reads_as_one_seed(tmp_path):
+    torch.save({"epochs_done": 3, "run_seconds": 4.0, "method": {"model": {}}}, tmp_path / STATE_FILE)
+    state = read_trial_state(tmp_path, seed=7)
+    assert state.epochs_done == 3 and len(state.seeds) == 1
+    assert (state.seeds[0].seed, state.seeds[0].run_seconds, state.seeds[0].rng_state) == (7, 4.0, None)
+
+
+def test_broken_or_missing_checkpoints_are_one_clear_error(tmp_path):
+    (tmp_path / STATE_FILE).write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="corrupted"):
+        read_trial_state(tmp_path, seed=0)
+    with pytest.raises(UserError, match="missing"):
+        read_trial_state(tmp_path / "nowhere", seed=0)
+    with pytest.raises(UserError, match="no checkpoint"):
+        final_checkpoint(tmp_path)
+    for name in ("checkpoint_000001", "checkpoint_000002"):
+        (tmp_path / name).mkdir()
+        write_trial_state(tmp_path / name, TrialState(1, []))
+    assert final_checkpoint(tmp_path).name == "checkpoint_000002"
