@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     print(f"experiment: {experiment.dataset} / {experiment.model} / forget {experiment.forget} / "
           f"seed {experiment.seed} / sparsity {experiment.sparsity:g} / device {device}")
-    if args.retrain_free and method.name == "retrain":
+    if args.retrain_free and method.reference == "retrain":
         raise UserError("--retrain-free cannot run the retrain method itself")
     cache = ArtifactCache(args.cache_dir)
     prepared = prepare(experiment, cache, device=device, need_retrain=not args.retrain_free)
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [("original", prepared.original_metrics, None)]
     if prepared.retrain_metrics is not None:
         rows.append(("retrain", prepared.retrain_metrics, prepared.retrain_seconds))
-    if method.name not in ("original", "retrain"):
+    if method.reference is None:
         rows.append((method.name, result.metrics, result.run_seconds))
     print()
     print(format_table(rows, prepared.retrain_seconds))
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         judge = RetrainFreeJudge(prepared, cache)
         prepared.original_metrics.update(judge(prepared.original))
         judged = [("original", prepared.original_metrics)]
-        if method.name != "original":
+        if method.reference != "original":
             result.metrics.update(judge(result.model))
             judged.append((method.name, result.metrics))
         print(format_retrain_free_table(judged))

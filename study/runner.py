@@ -5,7 +5,6 @@ method objects epoch by epoch instead.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import torch
@@ -30,26 +29,21 @@ def run_method(prepared: Prepared, method: UnlearningMethod, log: Log = print,
                eval_every_epoch: bool = False) -> MethodResult:
     """Apply `method` to a copy of the original model; run time covers the unlearning alone (not the
     evaluation between epochs, nor loading or building artifacts shared across runs)."""
-    if getattr(method, "from_cache", False):
+    if method.reference == "retrain":
         model = copy_model(prepared.retrain)
         return MethodResult(method.name, method.params, model, dict(prepared.retrain_metrics),
                             float(prepared.retrain_seconds))
     epochs: list[dict] = []
-    callback_seconds = 0.0  # evaluation and logging between epochs are not unlearning time
 
     def on_epoch(epoch: int, model: torch.nn.Module, logs: dict) -> None:
-        nonlocal callback_seconds
-        began = time.perf_counter()
         row = {"epoch": epoch + 1, **logs}
         if eval_every_epoch:
             row.update(prepared.evaluate(model))
         epochs.append(row)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch",) and isinstance(v, float))
         log(f"  {method.name}: epoch {epoch + 1}/{method.num_epochs}  {shown}")
-        callback_seconds += time.perf_counter() - began
 
-    start = time.perf_counter()
     model = method.unlearn(prepared.fresh_original(), prepared.unlearn_data(log), callbacks=[on_epoch])
-    seconds = time.perf_counter() - start - callback_seconds - method.artifact_seconds
+    seconds = method.setup_seconds + sum(row["seconds"] for row in epochs)
     return MethodResult(method.name, method.params, model, prepared.evaluate(model), seconds, epochs,
                         method.shared_artifact_seconds())

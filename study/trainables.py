@@ -20,7 +20,6 @@ the configuration rather than of one draw, at the cost of one run per seed.
 from __future__ import annotations
 
 import statistics
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -105,15 +104,16 @@ class UnlearningTrainable(tune.Trainable):
         self.seed_runs: list[SeedRun] = []
         for seed in seeds:
             method = build_method(config["method"], config.get("params") or {})
-            if retrain_free and getattr(method, "from_cache", False):
+            if retrain_free and method.reference == "retrain":
                 raise UserError("the retrain-free objective cannot evaluate the retrain method itself")
             prepared = prepare(ExperimentConfig.from_dict({**experiment.as_dict(), "seed": seed}), cache,
                                device=self.device, need_retrain=not retrain_free, log=lambda message: None)
             judge = RetrainFreeJudge(prepared, cache) if retrain_free or config.get("retrain_free_score") else None
             run = SeedRun(seed, prepared, method, judge)
-            if not getattr(method, "from_cache", False):
+            if method.reference != "retrain":
                 with run.own_global_rng():
-                    method.setup(prepared.fresh_original(), prepared.unlearn_data(log=lambda message: None))
+                    method.start(prepared.fresh_original(), prepared.unlearn_data(log=lambda message: None))
+                run.run_seconds = method.setup_seconds
             self.seed_runs.append(run)
         self.epochs_done = 0
 
@@ -124,16 +124,15 @@ class UnlearningTrainable(tune.Trainable):
 
     def _step_seed(self, run: SeedRun) -> dict:
         logs: dict = {}
-        if getattr(run.method, "from_cache", False):  # Retrain: the cached gold standard
+        if run.method.reference == "retrain":  # the cached gold standard
             metrics = dict(run.prepared.retrain_metrics)
             run.run_seconds = float(run.prepared.retrain_seconds)
         else:
             if self.epochs_done < run.method.num_epochs:
                 with run.own_global_rng():
-                    start = time.perf_counter()
-                    logs = run.method.run_epoch(self.epochs_done)
-                    run.run_seconds += time.perf_counter() - start
-            model = run.method.model if run.method.num_epochs else run.prepared.original
+                    logs = run.method.epoch(self.epochs_done)
+                run.run_seconds += logs["seconds"]
+            model = run.prepared.original if run.method.reference == "original" else run.method.model
             metrics = run.prepared.evaluate(model)
             # Every epoch, even when only logged: ASHA may stop a trial after any epoch, and a trial
             # without the score would drop out of the comparison of objectives (analysis.selection).
@@ -156,7 +155,7 @@ class UnlearningTrainable(tune.Trainable):
 
     def step(self) -> dict:
         first = self.method
-        total_epochs = 0 if getattr(first, "from_cache", False) else first.num_epochs
+        total_epochs = 0 if first.reference == "retrain" else first.num_epochs
         per_seed = [self._step_seed(run) for run in self.seed_runs]
         if self.epochs_done < total_epochs:
             self.epochs_done += 1

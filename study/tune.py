@@ -27,6 +27,7 @@ from pathlib import Path
 from study.cache import DEFAULT_CACHE_DIR, ArtifactCache
 from study.config import PRESETS, experiment_from_preset
 from study.errors import UserError, cli_entry
+from study.methods import method_class
 from study.spaces import MethodSpace, SearchSpace, available_spaces, load_space
 
 OBJECTIVES = {"avg_disparity": "avg_disparity", "retrain_free": "retrain_free_score"}  # --objective -> metric
@@ -347,7 +348,7 @@ def run_study(args: argparse.Namespace) -> int:
         study_dir = Path(study_storage) / study_name
         print(f"\n== study {study_dir} : {method_space.method} on {experiment['dataset']}/{experiment['model']}, "
               f"forget {experiment['forget']} ==", flush=True)
-        if args.objective == "retrain_free" and method_space.method == "retrain":
+        if args.objective == "retrain_free" and method_class(method_space.method).reference == "retrain":
             raise UserError("the retrain-free objective cannot tune the retrain method itself")
         from study.trainables import trial_device
 

@@ -22,6 +22,7 @@ BATCH = Hyperparam("batch_size", int, 128, 1, 4096, help="batch size")
 class Original(UnlearningMethod):
     name = "original"
     summary = "no unlearning: the original model as trained on retain + forget (the 'do nothing' reference)"
+    reference = "original"
 
     @property
     def num_epochs(self) -> int:
@@ -34,7 +35,7 @@ class Retrain(UnlearningMethod):
 
     name = "retrain"
     summary = "retrain from scratch on the retain set with the original recipe (gold standard, cached)"
-    from_cache = True
+    reference = "retrain"
 
     @property
     def num_epochs(self) -> int:
