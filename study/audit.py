@@ -39,17 +39,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from study.cache import ArtifactCache, array_digest
+from study.artifacts import trained_model
+from study.cache import ArtifactCache
 from study.cli_common import (add_experiment_arguments, experiment_overrides, parse_params, read_method_config,
                                set_threads)
-from study.config import ExperimentConfig, experiment_from_preset
+from study.config import ExperimentConfig, resolve_experiment
 from study.errors import UserError, cli_entry
 from study.methods import build_method
 from study.mia import roc_summary
-from study.pipeline import load_model_files
+from study.models import load_model_files
+from study.pipeline import load_experiment
 from study.unlearn_data import UnlearnData
-from study.pruning import copy_model, plain_state_dict
-from study.train import predict_logits, train_model
+from study.pruning import copy_model
+from study.train import predict_logits
 
 DELTA = 1e-5  # the challenge's δ
 EPSILON_CAP = 50.0
@@ -155,28 +157,11 @@ class AuditRow:
 
 def _audit_model(config_dict: dict, cache_dir: str, role: str, index: int) -> str:
     """Train (or find) one audit model; returns its cache folder. Runs in a Ray task or inline."""
-    from study.data import load_dataset
-    from study.models import build_model
-    from study.splits import make_splits, parse_forget_spec
-
     config = ExperimentConfig.from_dict(config_dict)
-    data = load_dataset(config.dataset, config.data_root, config.download)
-    spec = parse_forget_spec(config.forget, data.num_classes)
-    splits = make_splits(data.train_y.numpy(), data.test_y.numpy(), spec, config.seed, config.val_size,
-                         config.train_size)
+    data, _, splits = load_experiment(config)
     train_idx = splits.train if role == "original" else splits.retain
     model_seed = config.seed * 10000 + SEED_OFFSETS[role] + index
-    key = {"dataset": config.dataset, "model": config.model, "recipe": config.recipe.as_dict(), "role": f"audit-{role}",
-           "model_seed": model_seed, "train": array_digest(train_idx)}
-
-    def builder(folder: Path) -> None:
-        init = build_model(config.model, data.image_shape[0], data.num_classes, model_seed)
-        model, seconds = train_model(init, data.train_x[train_idx], data.train_y[train_idx], config.recipe,
-                                     seed=model_seed, augmentation=data.augmentation)
-        torch.save(plain_state_dict(model), folder / "model.pt")
-
-    folder, _ = ArtifactCache(cache_dir).get_or_build(key, builder)
-    return str(folder)
+    return str(trained_model(ArtifactCache(cache_dir), config, data, f"audit-{role}", train_idx, model_seed).folder)
 
 
 def train_audit_models(config: ExperimentConfig, cache_dir: str, k: int, workers: int, with_reference: bool,
@@ -215,17 +200,11 @@ def _train_one_threaded(config_dict, cache_dir, role, index) -> str:
 def audit_rows(config: ExperimentConfig, cache_dir: str, methods: list[tuple[str, str, dict]], k: int,
                workers: int = 1, log=print) -> list[AuditRow]:
     """One row per (label, method name, params), plus the `original` and `retrain` reference rows."""
-    from study.data import load_dataset
-    from study.splits import make_splits, parse_forget_spec
-
     if config.sparsity:
         raise UserError("the audit runs dense models; drop --sparsity")
     if k < 3:
         raise UserError(f"--k must be at least 3 (got {k}): the leave-one-out fits need two models per side")
-    data = load_dataset(config.dataset, config.data_root, config.download)
-    spec = parse_forget_spec(config.forget, data.num_classes)
-    splits = make_splits(data.train_y.numpy(), data.test_y.numpy(), spec, config.seed, config.val_size,
-                         config.train_size)
+    data, spec, splits = load_experiment(config)
     log(f"audit: {config.dataset}/{config.model}, forget {config.forget} ({len(splits.forget)} examples), K = {k}")
     folders = train_audit_models(config, cache_dir, k, workers, with_reference=True, log=log)
     load = lambda f: load_model_files(Path(f), config.model, data.image_shape[0], data.num_classes)  # noqa: E731
@@ -301,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             methods.append((item, item, parse_params(args.param) if len(args.method or ["ft"]) == 1 else {}))
     for label, name, params in methods:
         build_method(name, params)  # validate every method before any training
-    config = experiment_from_preset(args.preset or "digits", **experiment_overrides(args))
+    config = resolve_experiment(args.preset, None, experiment_overrides(args))
     if args.workers < 1:
         raise UserError("--workers must be at least 1")
     rows = audit_rows(config, str(Path(args.cache_dir).expanduser()), methods, args.k, args.workers)

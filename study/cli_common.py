@@ -74,10 +74,12 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
 
 
 def read_method_config(path: str, what: str) -> dict:
-    """A method config file (`method:` and `params:`, as `study.export` writes or by hand) as a mapping.
+    """A config file as a mapping: `method` and `params` (as in bench/configs, or `study.export`'s
+    output, which adds `experiment`), or a run folder's `config.json`. The one reader of such files.
 
-    A missing file, invalid YAML or a file that is not a mapping ends in one `UserError` that
-    names the option it came from (`what`), before any training.
+    A missing file, invalid YAML, a file that is not a mapping, one with neither `method` nor
+    `experiment`, or `params` that are not a mapping end in one `UserError` that names the option
+    it came from (`what`), before any training.
     """
     file = Path(path)
     if not file.is_file():
@@ -86,6 +88,9 @@ def read_method_config(path: str, what: str) -> dict:
         loaded = yaml.safe_load(file.read_text()) or {}
     except yaml.YAMLError as err:
         raise UserError(f"{what}: {file} is not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(loaded, dict):
-        raise UserError(f"{what}: {file} must hold a mapping with 'method' and 'params'")
+    if not isinstance(loaded, dict) or not ("method" in loaded or "experiment" in loaded):
+        raise UserError(f"{what}: {file} must hold a mapping with 'method' and 'params' (and 'experiment', "
+                        "unless the flags give it)")
+    if not isinstance(loaded.get("params") or {}, dict):
+        raise UserError(f"{what}: {file}: 'params' must be a mapping of hyperparameter names to values")
     return loaded

@@ -66,10 +66,23 @@ PRESETS: dict[str, dict] = {
 
 def experiment_from_preset(preset: str, **overrides) -> ExperimentConfig:
     """Start from a named preset and apply non-None overrides (recipe fields may be given flat)."""
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    values = {key: value for key, value in PRESETS[preset].items()}
-    values["recipe"] = dict(values.get("recipe", {}))
+    return resolve_experiment(preset, None, overrides)
+
+
+def resolve_experiment(preset: str | None, base: dict | None, overrides: dict) -> ExperimentConfig:
+    """The one way an experiment is put together: a preset (default digits), or a full experiment
+    from a file (`base`, as `study.export` and run folders write it), then every non-None override
+    on top (recipe fields such as `epochs` may be given flat). `study.run`, `study.tune`,
+    `study.audit` and the benchmarks all go through here.
+    """
+    if base is not None:
+        values = ExperimentConfig.from_dict(base).as_dict()
+    else:
+        preset = preset or "digits"
+        if preset not in PRESETS:
+            raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        values = dict(PRESETS[preset])
+    values["recipe"] = dict(values.get("recipe") or {})
     recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
     for key, value in overrides.items():
         if value is None:

@@ -25,20 +25,18 @@ fully held out for DAU; the test set stays untouched.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from study.cache import ArtifactCache, array_digest
+from study.artifacts import trained_model
+from study.cache import ArtifactCache
 from study.errors import UserError
 from study.methods.attacker import SelfAttentionAttacker, attack_inputs
 from study.mia import roc_summary
-from study.models import build_model
-from study.pipeline import Prepared, load_model_files
-from study.pruning import plain_state_dict
-from study.train import predict_logits, train_model
+from study.pipeline import Prepared
+from study.train import predict_logits
 
 RMIA_OFFLINE_A = 0.3  # RMIA's offline scaling of the reference-model probability (their default)
 RMIA_POPULATION = 1000  # population samples z drawn from the test set
@@ -130,22 +128,9 @@ def samia_heldout(model, prepared: Prepared, split: HeldoutSplit, steps: int = A
 
 def reference_models(prepared: Prepared, split: HeldoutSplit, cache: ArtifactCache, count: int) -> list:
     """RMIA's offline reference models: trained on the first validation half only, cached."""
-    config, data = prepared.config, prepared.data
-    models = []
-    for i in range(count):
-        key = {"dataset": config.dataset, "model": config.model, "recipe": config.recipe.as_dict(),
-               "seed": config.seed * 1000 + 100 + i, "role": "rmia-reference", "train": array_digest(split.reference_train)}
-
-        def builder(folder: Path, i: int = i) -> None:
-            init = build_model(config.model, data.image_shape[0], data.num_classes, config.seed * 1000 + 100 + i)
-            model, seconds = train_model(init, data.train_x[split.reference_train], data.train_y[split.reference_train],
-                                         config.recipe, seed=config.seed * 1000 + 100 + i,
-                                         augmentation=data.augmentation, device=prepared.device)
-            torch.save(plain_state_dict(model), folder / "model.pt")
-
-        folder, _ = cache.get_or_build(key, builder)
-        models.append(load_model_files(folder, config.model, data.image_shape[0], data.num_classes).to(prepared.device))
-    return models
+    config = prepared.config
+    return [trained_model(cache, config, prepared.data, "rmia-reference", split.reference_train,
+                          config.seed * 1000 + 100 + i, prepared.device).model for i in range(count)]
 
 
 def _true_prob(model, x, y, device) -> np.ndarray:

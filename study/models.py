@@ -6,10 +6,14 @@ max-pool); the narrow ResNet and the 3-block CNN train in minutes on 2 CPU cores
 """
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
+
 import torch
 from torch import nn
 
 from study.errors import UserError
+from study.pruning import apply_masks, masks_of, plain_state_dict
 
 
 class Defender(nn.Module):
@@ -104,3 +108,29 @@ def build_model(name: str, in_channels: int, num_classes: int, seed: int | None 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return MODELS[name](in_channels, num_classes)
+
+
+def save_model_files(folder: Path, model: nn.Module) -> None:
+    """`model.pt` (a plain state dict, masks folded in) and, for a pruned model, `masks.pt`."""
+    torch.save(plain_state_dict(model), Path(folder) / "model.pt")
+    masks = masks_of(model)
+    if masks:
+        torch.save(masks, Path(folder) / "masks.pt")
+
+
+def load_model_files(folder: Path, model_name: str, in_channels: int, num_classes: int) -> Defender:
+    """Rebuild a model from `model.pt` and optional `masks.pt`; one clear error if they are corrupted."""
+    folder = Path(folder)
+    model = build_model(model_name, in_channels, num_classes)
+    try:
+        state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        if (folder / "masks.pt").exists():
+            apply_masks(model, torch.load(folder / "masks.pt", map_location="cpu", weights_only=True))
+    except FileNotFoundError as err:
+        raise UserError(f"model file missing: {err.filename}") from err
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError, AttributeError, pickle.UnpicklingError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot load model from {folder}: corrupted or incompatible file ({first_line})") from err
+    return model.eval()
+

@@ -9,24 +9,23 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from study.artifacts import trained_model
 from study.attacker_store import AttackerStore
-
 from study.cache import ArtifactCache, array_digest, key_digest
 from study.config import ExperimentConfig
 from study.data import ImageDataset, load_dataset
 from study.errors import UserError
 from study.metrics import avg_disparity, unlearning_metrics
 from study.models import Defender, build_model
-from study.pruning import apply_masks, copy_model, masks_of, omp_prune, plain_state_dict
+from study.pruning import apply_masks, copy_model, masks_of, omp_prune
 from study.splits import ForgetSpec, Splits, make_splits, parse_forget_spec
-from study.train import predict_logits, train_model
+from study.train import predict_logits
 from study.unlearn_data import UnlearnData
 
 Log = Callable[[str], None]
@@ -125,47 +124,8 @@ def cached_evaluation(cache: ArtifactCache, model_key: dict, model: torch.nn.Mod
                         "to recompute it") from None
 
 
-def _save_model(folder: Path, model: torch.nn.Module, seconds: float, extra: dict | None = None) -> None:
-    torch.save(plain_state_dict(model), folder / "model.pt")
-    masks = masks_of(model)
-    if masks:
-        torch.save(masks, folder / "masks.pt")
-    (folder / "meta.json").write_text(json.dumps({"train_seconds": seconds, **(extra or {})}, indent=2))
-
-
-def load_model_files(folder: Path, model_name: str, in_channels: int, num_classes: int) -> Defender:
-    """Rebuild a model from `model.pt` (plain state dict) and optional `masks.pt`; clear error if corrupted."""
-    model = build_model(model_name, in_channels, num_classes)
-    try:
-        state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-        if (folder / "masks.pt").exists():
-            apply_masks(model, torch.load(folder / "masks.pt", map_location="cpu", weights_only=True))
-    except FileNotFoundError as err:
-        raise UserError(f"model file missing: {err.filename}") from err
-    except (RuntimeError, OSError, EOFError, ValueError, KeyError, AttributeError, pickle.UnpicklingError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot load model from {folder}: corrupted or incompatible file ({first_line})") from err
-    return model.eval()
-
-
-def _meta(folder: Path) -> dict:
-    return json.loads((folder / "meta.json").read_text())
-
-
-def _progress_logger(log: Log, what: str, total: int) -> Callable[[int, float], None]:
-    every = max(1, total // 5)
-
-    def report(epoch: int, loss: float) -> None:
-        if epoch % every == 0 or epoch == total:
-            log(f"  {what}: epoch {epoch}/{total}, loss {loss:.4f}")
-
-    return report
-
-
-def prepare(config: ExperimentConfig, cache: ArtifactCache, device: str = "cpu", need_retrain: bool = True,
-            log: Log = print) -> Prepared:
-    """Load data, build the split, and fetch (or train once) the original and Retrain models."""
+def load_experiment(config: ExperimentConfig) -> tuple[ImageDataset, ForgetSpec, Splits]:
+    """The data, forget spec and split an experiment names (checked before anything trains)."""
     from study.models import MODELS
 
     if config.model not in MODELS:
@@ -177,52 +137,36 @@ def prepare(config: ExperimentConfig, cache: ArtifactCache, device: str = "cpu",
     spec = parse_forget_spec(config.forget, data.num_classes)
     splits = make_splits(data.train_y.numpy(), data.test_y.numpy(), spec, config.seed,
                          val_size=config.val_size, train_size=config.train_size)
+    return data, spec, splits
+
+
+def prepare(config: ExperimentConfig, cache: ArtifactCache, device: str = "cpu", need_retrain: bool = True,
+            log: Log = print) -> Prepared:
+    """Load data, build the split, and fetch (or train once) the original and Retrain models."""
+    data, spec, splits = load_experiment(config)
     in_channels = data.image_shape[0]
-
-    def build(role: str, train_idx, key: dict, init: Callable[[], Defender]) -> tuple[Defender, float]:
-        def builder(folder: Path) -> None:
-            log(f"training {role} ({config.model} on {len(train_idx)} {config.dataset} samples, "
-                f"{config.recipe.epochs} epochs) ...")
-            model, seconds = train_model(init(), data.train_x[train_idx], data.train_y[train_idx], config.recipe,
-                                         seed=config.seed, augmentation=data.augmentation, device=device,
-                                         progress=_progress_logger(log, role, config.recipe.epochs))
-            _save_model(folder, model, seconds)
-
-        folder, built = cache.get_or_build(key, builder)
-        if not built:
-            log(f"{role}: reusing cached model {folder}")
-        model = load_model_files(folder, config.model, in_channels, data.num_classes).to(device)
-        return model, float(_meta(folder)["train_seconds"])
-
-    base_key = {"dataset": config.dataset, "model": config.model, "recipe": config.recipe.as_dict(),
-                "seed": config.seed}
-    dense_key = {**base_key, "role": "original", "train": array_digest(splits.train)}
-    original, original_seconds = build("original", splits.train, dense_key,
-                                       lambda: build_model(config.model, in_channels, data.num_classes, config.seed))
+    dense = trained_model(cache, config, data, "original", splits.train, config.seed, device, log)
+    original, original_seconds, original_key = dense.model, dense.seconds, dense.key
     masks: dict = {}
     if config.sparsity > 0:
-        sparse_key = {**dense_key, "role": "original-omp", "sparsity": config.sparsity}
-        dense = original
-        original, omp_seconds = build("sparse original (OMP)", splits.train, sparse_key,
-                                      lambda: omp_prune(dense, config.sparsity))
-        original_seconds += omp_seconds
+        sparse = trained_model(cache, config, data, "original-omp", splits.train, config.seed, device, log,
+                               init=lambda: omp_prune(dense.model, config.sparsity), sparsity=config.sparsity)
+        original, original_seconds, original_key = sparse.model, original_seconds + sparse.seconds, sparse.key
         masks = masks_of(original)
 
     retrain = retrain_seconds = retrain_metrics = None
     if need_retrain:
-        retrain_key = {**base_key, "role": "retrain", "retain": array_digest(splits.retain),
-                       "sparsity": config.sparsity}
-
         def fresh_retrain_init() -> Defender:
             # Retrain starts from a fresh initialisation; a sparse Retrain keeps the OMP mask.
             model = build_model(config.model, in_channels, data.num_classes, config.seed)
             return apply_masks(model, masks) if masks else model
 
-        retrain, retrain_seconds = build("retrain", splits.retain, retrain_key, fresh_retrain_init)
-        retrain_metrics = cached_evaluation(cache, retrain_key, retrain, data, splits, config.seed, device)
+        gold = trained_model(cache, config, data, "retrain", splits.retain, config.seed, device, log,
+                             init=fresh_retrain_init, sparsity=config.sparsity)
+        retrain, retrain_seconds = gold.model, gold.seconds
+        retrain_metrics = cached_evaluation(cache, gold.key, retrain, data, splits, config.seed, device)
         retrain_metrics["avg_disparity"] = 0.0
 
-    original_key = sparse_key if config.sparsity > 0 else dense_key
     prepared = Prepared(config, data, spec, splits, original, original_seconds, {}, retrain, retrain_seconds,
                         retrain_metrics, device, cache, original_key)
     prepared.original_metrics = cached_evaluation(cache, original_key, original, data, splits, config.seed, device)

@@ -11,12 +11,10 @@ import platform
 import sys
 from pathlib import Path
 
-import yaml
-
 from study.cache import ArtifactCache
-from study.cli_common import (add_experiment_arguments, experiment_overrides, parse_params, resolve_device,
-                              set_threads)
-from study.config import ExperimentConfig, experiment_from_preset
+from study.cli_common import (add_experiment_arguments, experiment_overrides, parse_params, read_method_config,
+                              resolve_device, set_threads)
+from study.config import resolve_experiment
 from study.errors import UserError, cli_entry
 from study.methods import METHODS, build_method
 from study.metrics import METRIC_NAMES
@@ -48,22 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--list-methods", action="store_true", help="list methods and their hyperparameters, then exit")
     add_experiment_arguments(parser)
     return parser
-
-
-def read_config_file(path: str) -> dict:
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"config file {file} does not exist")
-    try:
-        loaded = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as err:
-        raise UserError(f"config file {file} is not valid YAML/JSON: {str(err).splitlines()[0]}") from err
-    if not isinstance(loaded, dict) or not ("experiment" in loaded or "method" in loaded):
-        raise UserError(f"config file {file} must be a mapping with 'method' and 'params' "
-                        "(and 'experiment', unless the flags give it)")
-    if not isinstance(loaded.get("params") or {}, dict):
-        raise UserError(f"config file {file}: 'params' must be a mapping of hyperparameter names to values")
-    return loaded
 
 
 def list_methods() -> None:
@@ -137,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_methods:
         list_methods()
         return 0
-    file_config = read_config_file(args.config) if args.config else {}
+    file_config = read_method_config(args.config, "--config") if args.config else {}
     method_name = args.method or file_config.get("method") or "dau"
     params = dict(file_config.get("params") or {}) if method_name == file_config.get("method") else {}
     params.update(parse_params(args.param))
@@ -145,15 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         params["regularizer"] = False
     method = build_method(method_name, params)  # validates before any training
 
-    if file_config.get("experiment") is not None:
-        base = ExperimentConfig.from_dict(file_config["experiment"]).as_dict()
-        overrides = {k: v for k, v in experiment_overrides(args).items() if v is not None}
-        recipe = dict(base.pop("recipe"))
-        if "epochs" in overrides:
-            recipe["epochs"] = overrides.pop("epochs")
-        experiment = ExperimentConfig.from_dict({**base, **overrides, "recipe": recipe})
-    else:
-        experiment = experiment_from_preset(args.preset or "digits", **experiment_overrides(args))
+    experiment = resolve_experiment(args.preset, file_config.get("experiment"), experiment_overrides(args))
     set_threads(args.threads)
     device = resolve_device(args.device)
     print(f"experiment: {experiment.dataset} / {experiment.model} / forget {experiment.forget} / "

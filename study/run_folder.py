@@ -16,9 +16,7 @@ import torch
 from study.config import ExperimentConfig
 from study.data import ImageDataset, load_dataset
 from study.errors import UserError
-from study.models import Defender
-from study.pipeline import load_model_files
-from study.pruning import masks_of, plain_state_dict
+from study.models import Defender, load_model_files, save_model_files
 from study.splits import Splits
 from study.staging import staged_folder
 
@@ -29,10 +27,7 @@ def write_run_folder(out: Path, model: torch.nn.Module, splits: Splits, config: 
     if out.exists() and not overwrite:
         raise UserError(f"output folder {out} already exists; pass --overwrite or choose another --out")
     with staged_folder(out) as staging:
-        torch.save(plain_state_dict(model), staging / "model.pt")
-        masks = masks_of(model)
-        if masks:
-            torch.save(masks, staging / "masks.pt")
+        save_model_files(staging, model)
         splits.save(staging / "splits.npz")
         (staging / "config.json").write_text(json.dumps(config, indent=2, default=str))
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))

@@ -24,8 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-from study.cache import DEFAULT_CACHE_DIR, ArtifactCache
-from study.config import PRESETS, experiment_from_preset
+from study.cache import ArtifactCache
+from study.cli_common import add_experiment_arguments, experiment_overrides, resolve_device, set_threads
+from study.config import resolve_experiment
 from study.errors import UserError, cli_entry
 from study.methods import method_class
 from study.spaces import MethodSpace, SearchSpace, available_spaces, load_space
@@ -51,7 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--storage", default="studies", help="local folder or URI Ray accepts (default ./studies)")
     parser.add_argument("--name", default=None, help="study name (default: <space>-<dataset>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted study --name in --storage")
-    parser.add_argument("--seed", type=int, default=None, help="experiment seed (split, init); also seeds the sampler (with --average-seeds: only the sampler)")
     parser.add_argument("--average-seeds", type=int, nargs="+", default=None, metavar="SEED",
                         help="run every trial once per seed and report the mean (e.g. 0 1 2): tunes for "
                              "settings that hold across splits and initialisations, at one run per seed")
@@ -62,19 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also report the retrain-free score and held-out attacks (to compare the objectives)")
     parser.add_argument("--scheduler", choices=("asha", "fifo"), default="asha", help="trial scheduler (default asha)")
     parser.add_argument("--max-failures", type=int, default=0, help="retries of a failed trial (default 0)")
-    parser.add_argument("--preset", default=None, choices=sorted(PRESETS), help="override the space's preset")
-    parser.add_argument("--dataset", default=None, help="override the space's dataset")
-    parser.add_argument("--model", default=None, help="override the space's model")
-    parser.add_argument("--forget", default=None, help="override the space's forget spec")
-    parser.add_argument("--epochs", type=int, default=None, help="override the original/Retrain recipe epochs")
-    parser.add_argument("--data-root", default=None, help="dataset folder (Fashion-MNIST IDX, CIFAR archive)")
-    parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="artifact cache shared by all trials")
     parser.add_argument("--top", type=int, default=5, help="trials shown in the final ranking (default 5)")
     parser.add_argument("--quiet", action="store_true", help="no per-trial progress table")
+    add_experiment_arguments(parser)  # the same experiment flags as study.run; they override the space's
     return parser
 
 
 def check_resources(args: argparse.Namespace) -> None:
+    if args.device not in ("auto", "cpu") and args.gpus_per_trial <= 0:
+        raise UserError(f"--device {args.device}: trials run on a GPU only with --gpus-per-trial (e.g. 1 or 0.25)")
     if args.cpus_per_trial <= 0:
         raise UserError(f"--cpus-per-trial must be positive, got {args.cpus_per_trial}")
     if args.gpus_per_trial < 0:
@@ -168,14 +164,15 @@ def connect_ray(address: str | None):
 
 
 def base_experiment(space: SearchSpace, args: argparse.Namespace) -> dict:
+    """The space's experiment with the command line's flags on top (the seed also seeds the sampler;
+    with --average-seeds the experiment carries the first of them)."""
     values = dict(space.experiment)
-    preset = args.preset or values.pop("preset", "digits")
+    preset = args.preset or values.pop("preset", None)
     values.pop("preset", None)
-    seed = args.average_seeds[0] if args.average_seeds else args.seed
-    overrides = {"dataset": args.dataset, "model": args.model, "forget": args.forget, "epochs": args.epochs,
-                 "data_root": args.data_root, "seed": seed}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return experiment_from_preset(preset, **values).as_dict()
+    flags = {k: v for k, v in experiment_overrides(args).items() if v is not None}
+    if args.average_seeds:
+        flags["seed"] = args.average_seeds[0]
+    return resolve_experiment(preset, None, {**values, **flags}).as_dict()
 
 
 def attacker_variants(method_space: MethodSpace) -> list[tuple[dict, list[int]]]:
@@ -312,6 +309,9 @@ def unfinished_trials(trials, expected: int) -> int:
 
 def run_study(args: argparse.Namespace) -> int:
     check_resources(args)
+    set_threads(args.threads)  # the driver's, while it builds the artifacts; trials use --cpus-per-trial
+    if args.device != "auto":
+        resolve_device(args.device)
     space = load_space(args.space)
     method_spaces = [m for m in space.methods if args.method is None or m.method == args.method]
     if not method_spaces:

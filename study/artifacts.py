@@ -1,0 +1,93 @@
+"""Trained models as cached artifacts: the one way every role gets its model.
+
+The original (and its OMP-pruned form), Retrain, the audit's K originals and retrained models
+and the held-out judges' reference models are all "train, or load, a model of this experiment on
+these training indices from this seed". `trained_model` does it: the key names the role, the
+experiment's dataset, model and recipe, the seed, a digest of the training indices and a digest
+of the code that shapes a trained model, so a change to that code trains afresh rather than
+reusing a model the new code would not produce. Files are written by `models.save_model_files`
+plus `meta.json` (the training seconds).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from study.cache import ArtifactCache, array_digest
+from study.config import ExperimentConfig
+from study.data import ImageDataset
+from study.errors import UserError
+from study.models import Defender, build_model, load_model_files, save_model_files
+from study.train import train_model
+
+Log = Callable[[str], None]
+TRAINING_CODE = ("data.py", "models.py", "pruning.py", "train.py")  # what shapes a trained model
+
+
+@functools.cache
+def training_code_digest() -> str:
+    here = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for name in TRAINING_CODE:
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class TrainedModel:
+    model: Defender
+    seconds: float  # training time, as recorded when it was built
+    key: dict
+    folder: Path
+
+
+def model_key(config: ExperimentConfig, role: str, train_idx: np.ndarray, seed: int, **extra) -> dict:
+    return {"role": role, "dataset": config.dataset, "model": config.model, "recipe": config.recipe.as_dict(),
+            "seed": seed, "train": array_digest(train_idx), "code": training_code_digest(), **extra}
+
+
+def _progress_logger(log: Log, what: str, total: int) -> Callable[[int, float], None]:
+    every = max(1, total // 5)
+
+    def report(epoch: int, loss: float) -> None:
+        if epoch % every == 0 or epoch == total:
+            log(f"  {what}: epoch {epoch}/{total}, loss {loss:.4f}")
+
+    return report
+
+
+def trained_model(cache: ArtifactCache, config: ExperimentConfig, data: ImageDataset, role: str,
+                  train_idx: np.ndarray, seed: int, device: str = "cpu", log: Log | None = None,
+                  init: Callable[[], Defender] | None = None, **extra_key) -> TrainedModel:
+    """The model of `role` trained with the experiment's recipe on `train_idx` from `seed` (a fresh
+    initialisation, or `init()`), from the cache or trained now and stored there."""
+    key = model_key(config, role, train_idx, seed, **extra_key)
+    in_channels = data.image_shape[0]
+
+    def builder(folder: Path) -> None:
+        if log:
+            log(f"training {role} ({config.model} on {len(train_idx)} {config.dataset} samples, "
+                f"{config.recipe.epochs} epochs) ...")
+        start = init() if init is not None else build_model(config.model, in_channels, data.num_classes, seed)
+        model, seconds = train_model(start, data.train_x[train_idx], data.train_y[train_idx], config.recipe, seed=seed,
+                                     augmentation=data.augmentation, device=device,
+                                     progress=_progress_logger(log, role, config.recipe.epochs) if log else None)
+        save_model_files(folder, model)
+        (folder / "meta.json").write_text(json.dumps({"train_seconds": seconds}, indent=2))
+
+    folder, built = cache.get_or_build(key, builder)
+    if log and not built:
+        log(f"{role}: reusing cached model {folder}")
+    model = load_model_files(folder, config.model, in_channels, data.num_classes).to(device)
+    try:
+        seconds = float(json.loads((folder / "meta.json").read_text())["train_seconds"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(f"cached model {folder} has no readable meta.json ({type(err).__name__}); delete that "
+                        "folder to train it again") from None
+    return TrainedModel(model, seconds, key, folder)
