@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import time
@@ -41,54 +40,10 @@ from study.errors import UserError, cli_entry  # noqa: E402
 from study.methods import build_method  # noqa: E402
 from study.pipeline import prepare  # noqa: E402
 from study.run import package_versions  # noqa: E402
+from study.run_log import RunLog  # noqa: E402
 from study.runner import run_method  # noqa: E402
 
 DEFAULT_METHODS = ("ft", "ga", "ff", "iu", "rl", "salun", "scrub", "dau")
-RUN_KEY = ("preset", "forget", "method", "sparsity", "seed", "params")
-
-
-def _key(row: dict) -> tuple:
-    return (str(row["preset"]), str(row["forget"]), str(row["method"]), float(row["sparsity"]), int(row["seed"]),
-            str(row["params"]))
-
-
-class RunLog:
-    """Every finished run on disk, so an interrupted protocol resumes where it stopped and its
-    seeds or forget schemes can be run in separate sessions and tabulated together.
-
-    The CSV is rewritten whole (temporary file, then rename) after each run: a crash can lose the
-    run in progress, never leave a half-written row that would later be read as a result. A run
-    is reused only if preset, forget scheme, method, sparsity, seed and hyperparameters all match.
-    """
-
-    def __init__(self, path: Path | None):
-        self.path = path
-        self.runs: dict[tuple, dict] = {}
-        if path is None or not path.exists():
-            return
-        try:
-            frame = pd.read_csv(path)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
-            raise UserError(f"run log {path} is corrupted ({str(err).splitlines()[0]}); "
-                            "move it away to start afresh") from None
-        missing = sorted(set(RUN_KEY) - set(frame.columns))
-        if missing:
-            raise UserError(f"run log {path} lacks the columns {', '.join(missing)}; move it away to start afresh")
-        self.runs = {_key(row): row for row in frame.to_dict("records")}
-
-    def get(self, key: dict) -> dict | None:
-        return self.runs.get(_key(key))
-
-    def add(self, row: dict) -> None:
-        self.runs[_key(row)] = row
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(self.path.name + ".partial")
-        pd.DataFrame(list(self.runs.values())).to_csv(partial, index=False)
-        os.replace(partial, self.path)
-
-
 def protocol_runs(preset: str, forget: str, sparsities, seeds, methods, configs: dict, cache: ArtifactCache,
                   device: str, data_root: str | None, log=print, run_log: RunLog | None = None,
                   epochs: int | None = None) -> pd.DataFrame:

@@ -41,6 +41,39 @@ def as_run(config: dict, epochs_reached) -> tuple[dict, str | None]:
             f"after epoch {reached} of {total}; exported with epochs {reached}")
 
 
+def best_configs(study_dir: str | Path, top: int = 1, method: str | None = None) -> list[dict]:
+    """The `top` best finished trials of a study as method configs (experiment, method, params),
+    each with a `source` naming the study, trial, rank and objective value."""
+    from analysis.load import default_objective, finished, load_study
+
+    trials = load_study(study_dir)
+    objective = default_objective(trials)
+    frame = finished(trials, objective)
+    if method:
+        frame = frame[frame["method"] == method]
+    if frame.empty:
+        raise UserError(f"{study_dir}: no finished trial to export")
+    configs = []
+    for rank, (_, row) in enumerate(frame.head(top).iterrows(), start=1):
+        config, stopped = as_run(trial_config(Path(row["trial_dir"])), row.get("epoch"))
+        config["source"] = {"study": row["study"], "trial_id": row["trial_id"], "rank": rank,
+                            "objective": objective, objective: float(row[objective])}
+        if stopped:
+            config["source"]["stopped_early"] = stopped
+        if isinstance(row.get("average_seeds"), str):  # the objective is a mean over these seeds
+            config["source"]["average_seeds"] = [int(seed) for seed in row["average_seeds"].split()]
+        configs.append(config)
+    return configs
+
+
+def write_config(config: dict, target: Path) -> None:
+    """Write a config all at once (a partial file never looks like a finished one)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_text(yaml.safe_dump(config, sort_keys=False))
+    partial.replace(target)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m study.export",
                                      description="Export the best trials of a study as configs for study.run --config.")
@@ -51,30 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.top < 1:
         raise UserError("--top must be at least 1")
-    from analysis.load import default_objective, finished, load_study
-
-    trials = load_study(args.study_dir)
-    objective = default_objective(trials)
-    frame = finished(trials, objective)
-    if args.method:
-        frame = frame[frame["method"] == args.method]
-    if frame.empty:
-        raise UserError(f"{args.study_dir}: no finished trial to export")
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for rank, (_, row) in enumerate(frame.head(args.top).iterrows(), start=1):
-        config, stopped = as_run(trial_config(Path(row["trial_dir"])), row.get("epoch"))
-        config["source"] = {"study": row["study"], "trial_id": row["trial_id"], "rank": rank,
-                            "objective": objective, objective: float(row[objective])}
-        if stopped:
-            config["source"]["stopped_early"] = stopped
-        if isinstance(row.get("average_seeds"), str):  # the objective is a mean over these seeds
-            config["source"]["average_seeds"] = [int(seed) for seed in row["average_seeds"].split()]
-        target = out if args.top == 1 else out.with_name(f"{out.stem}-{rank}{out.suffix or '.yaml'}")
-        partial = target.with_name(f".{target.name}.partial")
-        partial.write_text(yaml.safe_dump(config, sort_keys=False))
-        partial.replace(target)
-        print(f"wrote {target}: trial {row['trial_id']} ({row['method']}), {objective} {row[objective]:.3f}")
+    for config in best_configs(args.study_dir, args.top, args.method):
+        source = config["source"]
+        target = out if args.top == 1 else out.with_name(f"{out.stem}-{source['rank']}{out.suffix or '.yaml'}")
+        write_config(config, target)
+        print(f"wrote {target}: trial {source['trial_id']} ({config['method']}), {source['objective']} "
+              f"{source[source['objective']]:.3f}")
     return 0
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from study.artifacts import trained_model
@@ -21,7 +22,7 @@ from study.cache import ArtifactCache, array_digest, key_digest
 from study.config import ExperimentConfig
 from study.data import ImageDataset, load_dataset
 from study.errors import UserError
-from study.metrics import avg_disparity, unlearning_metrics
+from study.metrics import avg_disparity, mia_efficacy, true_label_confidence, unlearning_metrics
 from study.models import Defender, build_model
 from study.pruning import apply_masks, copy_model, masks_of, omp_prune
 from study.splits import ForgetSpec, Splits, make_splits, parse_forget_spec
@@ -89,6 +90,18 @@ def evaluate_model(model: torch.nn.Module, data: ImageDataset, splits: Splits, s
                    device: str = "cpu") -> dict[str, float]:
     logits, labels = split_logits(model, data, splits, device)
     return unlearning_metrics(logits, labels, seed=seed)
+
+
+def mia_efficacy_spread(model: torch.nn.Module, data: ImageDataset, splits: Splits, seed: int, subsets: int = 5,
+                        device: str = "cpu") -> tuple[float, float]:
+    """MIA-Efficacy's mean and standard deviation over `subsets` member subsets of retain (seeds
+    seed*1000 .. seed*1000+subsets-1): how much the paper's single-subset value depends on which
+    retain samples the SVM was fitted on."""
+    logits, labels = split_logits(model, data, splits, device)
+    confidences = {name: true_label_confidence(logits[name], labels[name]) for name in ("retain", "test", "forget")}
+    values = [mia_efficacy(confidences["retain"], confidences["test"], confidences["forget"], seed=seed * 1000 + k)
+              for k in range(subsets)]
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if subsets > 1 else 0.0
 
 
 @functools.cache
