@@ -42,7 +42,16 @@ def read_run(folder: str | Path) -> dict:
         row["change vs original %"] = 100.0 * (row["avg_disparity"] / row["original avg_disparity"] - 1.0)
     row["confidence attack"] = own.get("mia/confidence")
     row["retrain confidence attack"] = (metrics.get("retrain") or {}).get("mia/confidence")
+    retrain = metrics.get("retrain") or {}
+    if own.get("TA") is not None and retrain.get("TA") is not None:
+        row["TA - Retrain"] = own["TA"] - retrain["TA"]
     row["run_seconds"] = metrics.get("run_seconds")
+    row["time/Retrain"] = metrics.get("time_ratio_to_retrain")
+    pretrain = metrics.get("attacker_pretrain_seconds")
+    if pretrain is not None:  # DAU's shared attacker pre-training, reported apart from the run time
+        row["pretrain_seconds"] = pretrain
+        if metrics.get("retrain_seconds"):
+            row["time/Retrain with pretrain"] = (metrics["run_seconds"] + pretrain) / metrics["retrain_seconds"]
     row.update({f"params.{key}": value for key, value in with_defaults(row["method"], config.get("params")).items()})
     return row
 
