@@ -120,8 +120,8 @@ def _check_address_reachable(address: str) -> None:
 
 
 RAY_TOKEN_FILE = Path.home() / ".ray" / "auth_token"  # where `ray start` keeps the cluster's token
-TOKEN_HINT = (f"the cluster asks for a token: set RAY_AUTH_TOKEN to the output of `ray get-auth-token` on its head "
-              f"node, or copy that token to {RAY_TOKEN_FILE}")
+TOKEN_FIX = (f"set RAY_AUTH_TOKEN to the output of `ray get-auth-token` on its head node, or copy that token to "
+             f"{RAY_TOKEN_FILE}")
 
 
 def present_ray_token() -> bool:
@@ -137,8 +137,19 @@ def present_ray_token() -> bool:
         return mode.lower() == "token"
     if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or RAY_TOKEN_FILE.is_file():
         os.environ["RAY_AUTH_MODE"] = "token"
+        reload_ray_config()
         return True
     return False
+
+
+def reload_ray_config() -> None:
+    """Ray reads its configuration (the auth mode among it) when it is imported; read it again."""
+    try:
+        from ray._raylet import Config
+
+        Config.initialize("")
+    except (ImportError, AttributeError):
+        pass
 
 
 def connect_ray(address: str | None):
@@ -155,8 +166,9 @@ def connect_ray(address: str | None):
             ray.init(address=address, runtime_env=runtime_env, logging_level=logging.ERROR, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError, ray.exceptions.AuthenticationError) as err:
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            if not token_mode or isinstance(err, ray.exceptions.AuthenticationError) or "auth" in str(err).lower():
-                reason += f" ({TOKEN_HINT})"
+            # the address answered (checked above), so a refusal here is most often the token
+            presented = "a token was presented, but" if token_mode else "no token was presented;"
+            reason += f" ({presented} if the cluster asks for one, {TOKEN_FIX})"
             raise UserError(f"cannot join the Ray cluster at --address {address}: {reason}") from None
     else:
         ray.init(runtime_env=runtime_env, logging_level=logging.ERROR, include_dashboard=False, log_to_driver=False)

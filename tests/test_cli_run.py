@@ -125,7 +125,7 @@ def _one_error_line(result):
     (["--dataset", "cifar10", "--data-root", "/no/such/folder"], "cifar-10-batches-py"),
     (["--method", "dau", "-p", "alpha=-1"], "alpha"),
     (["--method", "dau", "-p", "attacker_pretrain_iters=2.5"], "integer"),
-    (["--config", "/no/such/best.yaml"], "does not exist"),
+    (["--config", "/no/such/best.yaml"], "not found"),
     (["--sparsity", "1.5"], "sparsity"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, args, needle):

@@ -85,6 +85,7 @@ def test_the_driver_presents_a_token_where_ray_keeps_one(tmp_path, monkeypatch, 
     if token_file:
         path.write_text("secret")
     monkeypatch.setattr(tune, "RAY_TOKEN_FILE", path)
+    monkeypatch.setattr(tune, "reload_ray_config", lambda: None)  # keep this test process's Ray as it was
     assert tune.present_ray_token() is (expected_mode == "token")
     assert os.environ.get("RAY_AUTH_MODE") == expected_mode
-    assert "RAY_AUTH_TOKEN" in tune.TOKEN_HINT and "ray get-auth-token" in tune.TOKEN_HINT
+    assert "RAY_AUTH_TOKEN" in tune.TOKEN_FIX and "ray get-auth-token" in tune.TOKEN_FIX
