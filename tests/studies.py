@@ -11,7 +11,7 @@ TINY_SPACE = {
     "description": "tiny DAU space for tests",
     "experiment": {"preset": "digits", "forget": "random:10", "seeds": [0]},
     "method": "dau",
-    "fixed": {"epochs": 2, "attacker_pretrain_iters": 5, "noise_copies": 2, "batch_size": 32},
+    "fixed": {"epochs": 2, "attacker_pretrain_iters": 5, "noise_copies": 2, "batch_size": 128},
     "search": {"lr": {"loguniform": [1e-2, 3e-1]}, "alpha": {"uniform": [0.1, 1.0]}},
     "study": {"num_samples": 3, "max_concurrent": 2},
 }

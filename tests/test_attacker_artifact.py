@@ -80,7 +80,7 @@ def test_a_pass_stores_the_standard_lengths_below_it(digits_random, tmp_path, co
 
 
 def test_a_second_dau_run_loads_the_attacker_instead_of_pretraining(digits_random, counted_passes):
-    params = {"attacker_pretrain_iters": 4, "pretrain_lr": 7e-4, "epochs": 1, "batch_size": 32, "noise_copies": 2}
+    params = {"attacker_pretrain_iters": 4, "pretrain_lr": 7e-4, "epochs": 1, "batch_size": 128, "noise_copies": 2}
     for _ in range(2):
         method = build_method("dau", params)
         method.setup(digits_random.fresh_original(), digits_random.unlearn_data(log=lambda s: None))
@@ -94,7 +94,7 @@ def test_without_a_cache_dau_pretrains_its_own_attacker_on_a_copy(digits_random)
     data.pretrained_attacker = None
     model = digits_random.fresh_original()
     before = _state(model)
-    method = build_method("dau", {"attacker_pretrain_iters": 3, "epochs": 1, "batch_size": 32, "noise_copies": 2})
+    method = build_method("dau", {"attacker_pretrain_iters": 3, "epochs": 1, "batch_size": 128, "noise_copies": 2})
     method.setup(model, data)
     assert all(torch.equal(before[k], method.model.state_dict()[k]) for k in before)
     assert method.shared_artifact_seconds()["attacker_pretrain_seconds"] > 0
@@ -109,7 +109,7 @@ def test_run_time_excludes_pretraining(digits_random, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(attacker_store, "pretrain_attacker", slow)
-    params = {"attacker_pretrain_iters": 3, "pretrain_lr": 6e-4, "epochs": 1, "batch_size": 32, "noise_copies": 2}
+    params = {"attacker_pretrain_iters": 3, "pretrain_lr": 6e-4, "epochs": 1, "batch_size": 128, "noise_copies": 2}
     began = time.perf_counter()
     result = run_method(digits_random, build_method("dau", params), log=lambda s: None)
     wall = time.perf_counter() - began
@@ -120,7 +120,7 @@ def test_run_time_excludes_pretraining(digits_random, monkeypatch):
 def test_run_folder_records_pretraining_apart(tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "study.run", "--method", "dau", "-p", "attacker_pretrain_iters=3", "-p",
-               "batch_size=32", "-p", "noise_copies=2", "-p", "epochs=1", "--epochs", "5", "--threads", "2",
+               "batch_size=128", "-p", "noise_copies=2", "-p", "epochs=1", "--epochs", "5", "--threads", "2",
                "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr

@@ -8,7 +8,7 @@ from study.methods.losses import attacker_loss, barlow_twins_loss, defender_adve
 from study.pruning import masks_of, prunable_modules
 from study.runner import run_method
 
-FAST_DAU = {"attacker_pretrain_iters": 20, "epochs": 1, "batch_size": 32, "noise_copies": 2}
+FAST_DAU = {"attacker_pretrain_iters": 20, "epochs": 1, "batch_size": 128, "noise_copies": 2}
 
 
 def test_barlow_twins_by_hand_on_4x3():
