@@ -11,7 +11,6 @@ plus `meta.json` (the training seconds).
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from study.cache import ArtifactCache, array_digest
+from study.cache import ArtifactCache, array_digest, source_digest
 from study.config import ExperimentConfig
 from study.data import ImageDataset
 from study.errors import UserError
@@ -33,10 +32,7 @@ TRAINING_CODE = ("data.py", "models.py", "pruning.py", "train.py")  # what shape
 @functools.cache
 def training_code_digest() -> str:
     here = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for name in TRAINING_CODE:
-        digest.update((here / name).read_bytes())
-    return digest.hexdigest()[:16]
+    return source_digest(*(here / name for name in TRAINING_CODE))
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import pickle
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from study.cache import ArtifactCache, key_digest
+from study.cache import ArtifactCache, key_digest, source_digest
 from study.errors import UserError
 from study.methods.attacker import AttackerSettings, PretrainedAttacker, pretrain_attacker
 
@@ -33,10 +32,7 @@ STANDARD_LENGTHS = (0, 250, 500, 1000, 2000)
 def _attacker_code_digest() -> str:
     """The code that shapes a pre-trained attacker: a change to it builds new entries."""
     here = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in (here / "methods" / "attacker.py", here / "methods" / "losses.py", here / "attacker_store.py"):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return source_digest(here / "methods" / "attacker.py", here / "methods" / "losses.py", here / "attacker_store.py")
 
 
 class AttackerStore:

@@ -24,6 +24,14 @@ def key_digest(key: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
+def source_digest(*paths: Path) -> str:
+    """Short digest of source files: an artifact keyed with it is rebuilt when that code changes."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def array_digest(array) -> str:
     """Short digest of an index array, so keys stay small but still name the exact split."""
     import numpy as np

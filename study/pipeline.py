@@ -7,7 +7,6 @@ of a study only pays for the unlearning itself and its evaluation.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import torch
 
 from study.artifacts import trained_model
 from study.attacker_store import AttackerStore
-from study.cache import ArtifactCache, array_digest, key_digest
+from study.cache import ArtifactCache, array_digest, key_digest, source_digest
 from study.config import ExperimentConfig
 from study.data import ImageDataset, load_dataset
 from study.errors import UserError
@@ -108,10 +107,7 @@ def mia_efficacy_spread(model: torch.nn.Module, data: ImageDataset, splits: Spli
 def _metric_code_digest() -> str:
     """Digest of the code that computes the metrics: a cached evaluation is reused only by the same code."""
     here = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for name in ("metrics.py", "mia.py", "pipeline.py", "train.py"):
-        digest.update((here / name).read_bytes())
-    return digest.hexdigest()[:16]
+    return source_digest(*(here / name for name in ("metrics.py", "mia.py", "pipeline.py", "train.py")))
 
 
 def cached_evaluation(cache: ArtifactCache, model_key: dict, model: torch.nn.Module, data: ImageDataset,

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from study.methods.base import BatchStream
 from study.methods.losses import MEMBER, NON_MEMBER, attacker_loss
 from study.pruning import copy_model
 
@@ -142,22 +143,6 @@ class PretrainedAttacker:
     stats: dict[str, float] = field(default_factory=dict)
 
 
-class _Batches:
-    """An endless stream of random batches drawn without replacement, reshuffled each pass."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator):
-        self.x, self.y, self.generator = x, y, generator
-        self.batch_size = min(batch_size, len(x))
-        self.order, self.position = torch.zeros(0, dtype=torch.long), 0
-
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.position + self.batch_size > len(self.order):
-            self.order, self.position = torch.randperm(len(self.x), generator=self.generator), 0
-        idx = self.order[self.position:self.position + self.batch_size]
-        self.position += self.batch_size
-        return self.x[idx], self.y[idx]
-
-
 def pretrain_attacker(defender: nn.Module, members: tuple[torch.Tensor, torch.Tensor],
                       non_members: tuple[torch.Tensor, torch.Tensor], num_classes: int, settings: AttackerSettings,
                       lengths: Iterable[int], pixel_std: tuple[float, ...] = (1.0,),
@@ -178,8 +163,8 @@ def pretrain_attacker(defender: nn.Module, members: tuple[torch.Tensor, torch.Te
         parameter.requires_grad_(False)
     generator = torch.Generator().manual_seed(settings.seed)
     batch = min(settings.batch_size, len(members[0]), len(non_members[0]))  # balanced joint batches
-    member_batches = _Batches(*members, batch, generator)
-    val_batches = _Batches(*non_members, batch, generator)
+    member_batches = BatchStream(*members, batch, generator, device)
+    val_batches = BatchStream(*non_members, batch, generator, device)
     snapshots: dict[int, PretrainedAttacker] = {}
     devices = [torch.device(device).index or 0] if str(device).startswith("cuda") else []
     with torch.random.fork_rng(devices=devices):
@@ -199,10 +184,10 @@ def pretrain_attacker(defender: nn.Module, members: tuple[torch.Tensor, torch.Te
                 break
             (mx, my), (vx, vy) = member_batches.next(), val_batches.next()
             with torch.no_grad():
-                member_in = attack_inputs(frozen, mx.to(device), my.to(device), num_classes, settings.noise_copies,
+                member_in = attack_inputs(frozen, mx, my, num_classes, settings.noise_copies,
                                           generator, settings.use_softmax, pixel_std, settings.copies_per_forward,
                                           settings.sigma)
-                val_in = attack_inputs(frozen, vx.to(device), vy.to(device), num_classes, settings.noise_copies,
+                val_in = attack_inputs(frozen, vx, vy, num_classes, settings.noise_copies,
                                        generator, settings.use_softmax, pixel_std, settings.copies_per_forward,
                                        settings.sigma)
             logits = attacker(*AttackInputs.joint(member_in, val_in))
