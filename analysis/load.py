@@ -19,7 +19,7 @@ METRICS = ("avg_disparity", "UA", "MIA-Efficacy", "RA", "TA")
 OBJECTIVE_COLUMNS = ("avg_disparity", "retrain_free_score")
 # metric MIAs, held-out attacks, retrain-free score, and (trials run with --average-seeds) each
 # seed's own headline metrics and the objectives' spread over seeds
-EXTRA_PREFIXES = ("mia/", "heldout/", "retrain_free", "seed_std/")
+EXTRA_PREFIXES = ("mia/", "heldout/", "retrain_free", "seed_std/", "timing/")
 PER_SEED = re.compile(r"seed\d+/")
 
 
@@ -78,7 +78,8 @@ def load_study(path: str | Path) -> pd.DataFrame:
             row.update(_flatten("params.", trial.config.get("params") or {}))
             row.update(_flatten("experiment.", trial.config.get("experiment") or {}))
             last = trial.last_result or {}
-            for key in (*METRICS, "run_seconds", "time_ratio_to_retrain", "attacker_acc", "epoch", "retrain_seconds"):
+            for key in (*METRICS, "run_seconds", "time_ratio_to_retrain", "attacker_acc", "epoch", "retrain_seconds",
+                        "time_total_s"):
                 row[key] = last.get(key)
             for key in METRICS:
                 row[f"retrain.{key}"] = last.get(f"retrain/{key}")

@@ -31,30 +31,48 @@ from study.runner import run_method  # noqa: E402
 LEARNING_RATES = [0.002, 0.004, 0.006, 0.008, 0.01, 0.012]
 
 
-def trial_times(study_dir: Path) -> tuple[float, float]:
-    """Sum over trials of Ray's time inside `step` and of the unlearning time alone, from each
-    trial's last reported result."""
-    in_steps = unlearning = 0.0
-    for result_file in study_dir.glob("trial_*/result.json"):
-        lines = result_file.read_text().strip().splitlines()
-        if lines:
-            last = json.loads(lines[-1])
-            in_steps += float(last.get("time_total_s", 0.0))
-            unlearning += float(last.get("run_seconds", 0.0))
-    return in_steps, unlearning
+def study_split(study_dir: Path, command_seconds: float | None = None) -> dict[str, float]:
+    """Where a finished study's time went, summed over its trials (seconds).
 
+    From study.json (the driver's Ray start-up, artifact prebuild and `tuner.fit` wall time) and
+    each trial's last result (`timing/*`, `run_seconds` and Ray's `time_total_s`, the time inside
+    its steps). Unlearning is `run_seconds`: the epochs plus the method's own timed set-up. `command_seconds` is the whole `study.tune` command as the caller timed it; the
+    part not in the driver's own figures is interpreter start, imports, ranking and shutdown.
+    """
+    from analysis.load import load_study
 
-def study_breakdown(study_dir: Path) -> str:
     meta_file = study_dir / "study.json"
     if not meta_file.is_file():
         sys.exit(f"error: {study_dir} has no study.json (not a study folder)")
     meta = json.loads(meta_file.read_text())
-    wall = float(meta.get("wall_seconds") or 0.0)
-    in_steps, unlearning = trial_times(study_dir)
-    trials = int(meta.get("num_trials") or 0)
-    return (f"{study_dir}: {trials} trials, {wall:.0f} s of trials (study.json), {in_steps:.0f} s inside the "
-            f"trials' steps, {unlearning:.0f} s of unlearning; {wall - in_steps:.0f} s outside the steps"
-            f" ({(wall - in_steps) / max(trials, 1):.0f} s per trial)")
+    trials = load_study(study_dir)
+
+    def total(column: str) -> float:
+        return float(trials[column].fillna(0).sum()) if column in trials else float("nan")
+
+    fit = float(meta.get("wall_seconds") or 0.0)
+    unlearning, evaluation, in_steps = total("run_seconds"), total("timing/eval_s"), total("time_total_s")
+    setup, checkpoints = total("timing/setup_s"), total("timing/checkpoint_s")
+    split = {"trials": float(len(trials)), "Ray start-up": float(meta.get("ray_start_seconds", float("nan"))),
+             "artifact prebuild (driver)": float(meta.get("prebuild_seconds", float("nan"))),
+             "trial set-up (artifacts loaded)": setup, "unlearning": unlearning, "evaluation": evaluation,
+             "reporting inside steps": in_steps - total("timing/epochs_s") - evaluation, "checkpoints": checkpoints,
+             "scheduling and trial start (rest of tuner.fit)": fit - in_steps - setup - checkpoints}
+    if command_seconds is not None:
+        split["command start, ranking, shutdown"] = (command_seconds - fit - split["Ray start-up"]
+                                                     - split["artifact prebuild (driver)"])
+    split["total"] = command_seconds if command_seconds is not None else fit
+    return split
+
+
+def split_table(loop: dict[str, float], study: dict[str, float]) -> str:
+    rows = ["| part | plain loop | Ray Tune study | study − loop |", "|---|---|---|---|"]
+    for part, seconds in study.items():
+        if part == "trials":
+            continue
+        mine = loop.get(part, 0.0)
+        rows.append(f"| {part} | {mine:.1f} s | {seconds:.1f} s | {seconds - mine:+.1f} s |")
+    return "\n".join(rows) + "\n"
 
 
 def main() -> None:
@@ -69,7 +87,11 @@ def main() -> None:
                         help="only split a finished study's time (study.json's wall time) into the same parts")
     args = parser.parse_args()
     if args.study:
-        print(study_breakdown(Path(args.study)))
+        split = study_split(Path(args.study))
+        print(f"{args.study}: {split.pop('trials'):.0f} trials")
+        print("\n".join(f"  {part}: {seconds:.1f} s" for part, seconds in split.items()))
+        if split["scheduling and trial start (rest of tuner.fit)"] < 0:
+            print("  (trials ran side by side, so the per-trial sums exceed tuner.fit's wall time)")
         return
     cores = len(os.sched_getaffinity(0))
     rates = LEARNING_RATES[: args.configs]
@@ -83,6 +105,16 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(cores)
+    evaluate, eval_seconds = prepared.evaluate, [0.0]
+
+    def timed_evaluate(model):
+        began = time.perf_counter()
+        try:
+            return evaluate(model)
+        finally:
+            eval_seconds[0] += time.perf_counter() - began
+
+    prepared.evaluate = timed_evaluate  # the loop's evaluation time, as the trials report theirs
     began = time.perf_counter()
     loop_unlearning = 0.0
     for lr in rates:
@@ -90,6 +122,8 @@ def main() -> None:
                             eval_every_epoch=True)
         loop_unlearning += result.run_seconds
     loop_seconds = time.perf_counter() - began
+    loop = {"unlearning": loop_unlearning, "evaluation": eval_seconds[0],
+            "trial set-up (artifacts loaded)": loop_seconds - loop_unlearning - eval_seconds[0], "total": loop_seconds}
     print(f"plain loop: {len(rates)} trials in {loop_seconds:.1f} s; now the same trials as a Ray Tune study ...",
           flush=True)
 
@@ -103,18 +137,17 @@ def main() -> None:
                         "--name", "overhead", "--cache-dir", args.cache_dir, "--cpus-per-trial", str(cores),
                         "--scheduler", "fifo", "--quiet"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
         study_seconds = time.perf_counter() - began
-        in_steps, study_unlearning = trial_times(Path(folder) / "s" / "overhead")
-    per_trial = loop_seconds / len(rates)
-    text = (f"Command: `python bench/tune_overhead.py {' '.join(sys.argv[1:])}` ({cores} cores)\n\n"
+        study = study_split(Path(folder) / "s" / "overhead", study_seconds)
+    trial_seconds = study["trial set-up (artifacts loaded)"] + study["unlearning"] + study["evaluation"] + \
+        study["reporting inside steps"] + study["checkpoints"]
+    text = (f"Command: `python bench/tune_overhead.py {' '.join(sys.argv[1:])}` ({cores} cores, preset "
+            f"{args.preset})\n\n"
             f"| trials | mean trial (loop) | plain loop | Ray Tune study | overhead |\n|---|---|---|---|---|\n"
-            f"| {len(rates)} | {per_trial:.1f} s | {loop_seconds:.1f} s | {study_seconds:.1f} s | "
+            f"| {len(rates)} | {loop_seconds / len(rates):.1f} s | {loop_seconds:.1f} s | {study_seconds:.1f} s | "
             f"{100 * (study_seconds - loop_seconds) / loop_seconds:+.1f}% |\n\n"
-            "Where the study's extra time goes (sums over trials):\n\n"
-            "| | plain loop | Ray Tune study |\n|---|---|---|\n"
-            f"| unlearning only (`run_seconds`) | {loop_unlearning:.1f} s | {study_unlearning:.1f} s |\n"
-            f"| unlearning + per-epoch evaluation | {loop_seconds:.1f} s | {in_steps:.1f} s (Ray's `time_total_s`) |\n"
-            f"| outside the trials' steps (Ray start, trial start-up, checkpoints, driver) | – | "
-            f"{study_seconds - in_steps:.1f} s |\n")
+            "Where the time goes (sums over trials):\n\n" + split_table(loop, study) +
+            f"\nEvaluation is {100 * study['evaluation'] / trial_seconds:.1f}% of the trials' own time in the study "
+            f"({100 * loop['evaluation'] / loop_seconds:.1f}% of the loop's).\n")
     print(text)
     if args.out:
         Path(args.out).write_text(text)

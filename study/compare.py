@@ -13,9 +13,15 @@ For each method (DAU and every baseline; Original and Retrain as reference rows)
   3. `table.md`: UA, MIA-Efficacy, RA, TA, Avg. Disparity, run time and time/Retrain, mean ± std
      over the evaluation seeds, with MIA-Efficacy's mean ± std over 5 member subsets beside it (a
      diagnostic: a cell is flagged when that spread exceeds its gap to the nearest other method);
-     `disparity_vs_time.png`; `compare.json` with the budget and the seeds each study recorded.
+     `disparity_vs_time_<level>.png`; `compare.json` with the budget and the seeds each study recorded.
 A method whose study failed is shown as failed, not dropped. The same command run again reuses
 finished studies and evaluation runs (`runs.csv`) and computes only what is missing.
+
+Dense and sparse side by side: run the command again into the same `--out` with `--sparsity 0.95`.
+Each sparsity level gets its own studies (`studies/<level>/<method>`) and configurations
+(`configs/<level>/<method>.yaml`); `table.md` then shows one table per level and, when there are
+several, their headline columns side by side. A folder holds one comparison: the budget, seeds,
+objective and experiment (all but the sparsity) must match what it was started with.
 """
 from __future__ import annotations
 
@@ -117,9 +123,38 @@ def find_study_dir(root: Path) -> Path | None:
     return found[0].parent if found else None
 
 
-def run_study(method: str, args: argparse.Namespace, out: Path, preset: str, forget: str, log) -> dict:
+def level_name(sparsity: float) -> str:
+    """The folder name of a sparsity level: `dense` or `sparse-0.95`."""
+    return "dense" if not sparsity else f"sparse-{sparsity:g}"
+
+
+COMPARISON_FIELDS = ("budget", "objective", "tune_seeds", "eval_seeds")
+
+
+def check_same_comparison(record_path: Path, current: dict) -> dict:
+    """The comparison already in `--out` (its compare.json), refused if this command would mix a
+    different budget, objective, seeds or experiment (other than the sparsity) into it."""
+    if not record_path.is_file():
+        return {}
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{record_path} is corrupted ({type(err).__name__}); move it away to start afresh") from None
+    before = {**{k: record.get(k) for k in COMPARISON_FIELDS},
+              "experiment": {k: v for k, v in (record.get("experiment") or {}).items() if k != "sparsity"}}
+    now = {**{k: current[k] for k in COMPARISON_FIELDS},
+           "experiment": {k: v for k, v in current["experiment"].items() if k != "sparsity"}}
+    changed = [k for k in before if before[k] != now[k]]
+    if changed:
+        raise UserError(f"{record_path.parent} holds a comparison with another {', '.join(changed)}; every level of "
+                        "one comparison gets the same budget and seeds: pick another --out")
+    return record
+
+
+def run_study(method: str, args: argparse.Namespace, out: Path, preset: str, forget: str, log,
+              level: str = "dense") -> dict:
     """Tune one method (or reuse its finished study); returns its record, with `status` and `dir`."""
-    root = out / "studies" / method
+    root = out / "studies" / level / method
     existing = find_study_dir(root)
     if existing is not None:
         record = study_record(existing)
@@ -176,6 +211,33 @@ def evaluation_rows(method: str, params: dict, args: argparse.Namespace, run_log
     return rows
 
 
+def level_runs(record: dict, run_log, preset: str) -> dict[str, pd.DataFrame]:
+    """Each level's evaluation rows (its chosen configurations and the reference rows on the
+    evaluation seeds), read back from the run log, keyed by level name."""
+    found = {}
+    forget = record["experiment"]["forget"]
+    for level, entry in sorted(record.get("levels", {}).items()):
+        rows = []
+        for method, params in {"retrain": {}, "original": {}, **entry.get("configs", {})}.items():
+            for seed in record["eval_seeds"]:
+                row = run_log.get({"preset": preset, "forget": forget, "method": method, "sparsity": entry["sparsity"],
+                                   "seed": seed, "params": json.dumps(params, sort_keys=True)})
+                if row is not None:
+                    rows.append(row)
+        if rows:
+            found[level] = pd.DataFrame(rows)
+    return found
+
+
+def side_by_side(runs_by_level: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The paper's layout: one row per method, each level's headline columns side by side."""
+    from analysis.table import summarize, wide_table
+
+    runs = pd.concat(list(runs_by_level.values()), ignore_index=True)
+    return wide_table(summarize(runs[["method", "sparsity", "UA", "MIA-Efficacy", "RA", "TA", "avg_disparity",
+                                      "run_seconds"]]))
+
+
 def summary_table(runs: pd.DataFrame, order: list[str], failed: dict[str, str]) -> pd.DataFrame:
     """Mean ± std over evaluation seeds per method, the MIA-Efficacy diagnostic and its flag."""
     from analysis.formatting import display_name, mean_std
@@ -230,6 +292,7 @@ def disparity_figure(runs: pd.DataFrame, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from analysis.formatting import markdown_table, method_sort_key
+    from analysis.table import sparsity_label
     from study.export import best_configs, write_config
     from study.pipeline import prepare
     from study.run_log import RunLog
@@ -239,22 +302,28 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)
     experiment = resolve_experiment(args.preset, None, experiment_overrides(args))
     preset = args.preset or "digits"
+    level = level_name(experiment.sparsity)
     for method in args.methods:  # every space is checked before anything trains
         space_of(method, args, preset, experiment.forget)
     out = Path(args.out)
+    command = "python -m study.compare " + " ".join(sys.argv[1:] if argv is None else argv)
+    current = {"command": command, "experiment": experiment.as_dict(), "budget": args.budget,
+               "objective": args.objective, "tune_seeds": args.tune_seeds, "eval_seeds": args.eval_seeds}
+    previous = check_same_comparison(out / "compare.json", current)
     out.mkdir(parents=True, exist_ok=True)
     log = lambda message: print(message, flush=True)  # noqa: E731
     log(f"budget: {args.budget} trials per method, the same for every method; tuning seed(s) "
-        f"{' '.join(map(str, args.tune_seeds))}, evaluation seed(s) {' '.join(map(str, args.eval_seeds))}")
+        f"{' '.join(map(str, args.tune_seeds))}, evaluation seed(s) {' '.join(map(str, args.eval_seeds))}; "
+        f"{sparsity_label(experiment.sparsity)}")
     began = time.perf_counter()
-    studies = {method: run_study(method, args, out, preset, experiment.forget, log) for method in args.methods}
+    studies = {method: run_study(method, args, out, preset, experiment.forget, log, level) for method in args.methods}
     failed = {m: r.get("reason", "failed") for m, r in studies.items() if r.get("status") != "finished"}
     configs = {}
     for method, record in studies.items():
         if method in failed:
             continue
         config = best_configs(record["dir"])[0]
-        write_config(config, out / "configs" / f"{method}.yaml")
+        write_config(config, out / "configs" / level / f"{method}.yaml")
         configs[method] = config
     cache = ArtifactCache(args.cache_dir)
     prepared_by_seed = {seed: prepare(resolve_experiment(None, experiment.as_dict(), {"seed": seed}), cache, log=log)
@@ -264,30 +333,38 @@ def main(argv: list[str] | None = None) -> int:
     for method in ("retrain", "original", *configs):
         params = configs[method]["params"] if method in configs else {}
         rows += evaluation_rows(method, params, args, run_log, prepared_by_seed, log)
-    runs = pd.DataFrame(rows)
-    order = sorted({"retrain", "original", *args.methods}, key=method_sort_key)
-    table = summary_table(runs, order, failed)
     seeds_seen = {method: {"seed": (record.get("experiment") or {}).get("seed"),
                            "average_seeds": record.get("average_seeds"), "trials": record.get("num_trials"),
                            "status": record.get("status"), "dir": record.get("dir")}
                   for method, record in studies.items()}
-    (out / "compare.json").write_text(json.dumps({
-        "command": "python -m study.compare " + " ".join(sys.argv[1:] if argv is None else argv),
-        "experiment": experiment.as_dict(), "budget": args.budget, "objective": args.objective,
-        "tune_seeds": args.tune_seeds, "eval_seeds": args.eval_seeds, "studies": seeds_seen,
-        "failed": failed}, indent=2, default=str))
-    disparity_figure(runs, out / "disparity_vs_time.png")
-    text = "\n".join([
-        f"Command: `python -m study.compare {' '.join(sys.argv[1:] if argv is None else argv)}`", "",
-        f"{experiment.dataset} / {experiment.model}, forget {experiment.forget}, sparsity {experiment.sparsity:g}. "
-        f"Every method tuned with {args.budget} trials on seed(s) {', '.join(map(str, args.tune_seeds))} "
-        f"({args.objective}); mean ± std over evaluation seeds {', '.join(map(str, args.eval_seeds))}. "
-        f"⚑: MIA-Efficacy's spread over {MIA_SUBSETS} member subsets exceeds its gap to the nearest other method.",
-        "", markdown_table(table), "", f"Wall time: {time.perf_counter() - began:.0f} s"])
+    levels = {**previous.get("levels", {}), level: {
+        "sparsity": experiment.sparsity, "methods": list(args.methods), "studies": seeds_seen, "failed": failed,
+        "configs": {method: config["params"] for method, config in configs.items()}}}
+    record = {**current, "levels": levels}
+    partial = out / ".compare.json.partial"
+    partial.write_text(json.dumps(record, indent=2, default=str))
+    partial.replace(out / "compare.json")
+    disparity_figure(pd.DataFrame(rows), out / f"disparity_vs_time_{level}.png")
+
+    sections = [f"Command: `{command}`", "",
+                f"{experiment.dataset} / {experiment.model}, forget {experiment.forget}. Every method tuned with "
+                f"{args.budget} trials on seed(s) {', '.join(map(str, args.tune_seeds))} ({args.objective}); mean ± std "
+                f"over evaluation seeds {', '.join(map(str, args.eval_seeds))}. ⚑: MIA-Efficacy's spread over "
+                f"{MIA_SUBSETS} member subsets exceeds its gap to the nearest other method.", ""]
+    runs_by_level = level_runs(record, run_log, preset)
+    for name, runs in runs_by_level.items():
+        entry = levels[name]
+        order = sorted({"retrain", "original", *entry["methods"]}, key=method_sort_key)
+        sections += [f"### {sparsity_label(entry['sparsity'])}", "",
+                     markdown_table(summary_table(runs, order, entry["failed"])), ""]
+    if len(runs_by_level) > 1:
+        sections += ["### side by side", "", markdown_table(side_by_side(runs_by_level)), ""]
+    sections.append(f"Wall time of this command: {time.perf_counter() - began:.0f} s")
+    text = "\n".join(sections)
     (out / "table.md").write_text(text + "\n")
     print("\n" + text)
     if len(failed) == len(args.methods):
-        raise UserError(f"every study failed; see {out / 'studies'}/<method>/tune.log")
+        raise UserError(f"every study failed; see {out / 'studies' / level}/<method>/tune.log")
     return 0
 
 

@@ -34,16 +34,20 @@ def run_method(prepared: Prepared, method: UnlearningMethod, log: Log = print,
         return MethodResult(method.name, method.params, model, dict(prepared.retrain_metrics),
                             float(prepared.retrain_seconds))
     epochs: list[dict] = []
+    last_metrics: dict[str, float] = {}
 
     def on_epoch(epoch: int, model: torch.nn.Module, logs: dict) -> None:
         row = {"epoch": epoch + 1, **logs}
         if eval_every_epoch:
-            row.update(prepared.evaluate(model))
+            last_metrics.clear()
+            last_metrics.update(prepared.evaluate(model))
+            row.update(last_metrics)
         epochs.append(row)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch",) and isinstance(v, float))
         log(f"  {method.name}: epoch {epoch + 1}/{method.num_epochs}  {shown}")
 
     model = method.unlearn(prepared.fresh_original(), prepared.unlearn_data(log), callbacks=[on_epoch])
     seconds = method.setup_seconds + sum(row["seconds"] for row in epochs)
-    return MethodResult(method.name, method.params, model, prepared.evaluate(model), seconds, epochs,
+    metrics = dict(last_metrics) if last_metrics else prepared.evaluate(model)  # the last epoch's, not again
+    return MethodResult(method.name, method.params, model, metrics, seconds, epochs,
                         method.shared_artifact_seconds())

@@ -10,6 +10,12 @@ With `objective: retrain_free` the trial never builds or reads a Retrain model: 
 held-out attacks and `retrain_free_score` (study/heldout.py) instead of Avg. Disparity. With
 `retrain_free_score: true` it reports both, so the two objectives can be compared afterwards.
 
+Every result also carries where the trial's own time went, for `bench/tune_overhead.py`:
+`timing/setup_s` (reading the cached artifacts and building the method, minus the method's own
+timed set-up, which is unlearning and counted in `run_seconds`), `timing/epochs_s` (the
+unlearning epochs run inside the steps), `timing/eval_s` (the evaluations, judge included) and
+`timing/checkpoint_s` (the checkpoints saved before this result); sums over the trial's seeds.
+
 With `average_seeds: [0, 1, 2]` one trial runs its configuration once per seed (each seed its
 own split, original, Retrain and method instance, stepped epoch by epoch side by side) and
 reports the mean of every metric over the seeds, plus `seed<k>/<metric>` and
@@ -20,6 +26,7 @@ the configuration rather than of one draw, at the cost of one run per seed.
 from __future__ import annotations
 
 import statistics
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -95,6 +102,7 @@ class UnlearningTrainable(tune.Trainable):
     "retrain_free_score": bool, "average_seeds": [int, ...] (optional)}"""
 
     def setup(self, config: dict) -> None:
+        began = time.perf_counter()
         torch.set_num_threads(max(1, int(config.get("threads", 1))))
         self.device = trial_device(float(config.get("gpus", 0)))
         experiment = ExperimentConfig.from_dict(config["experiment"])
@@ -116,6 +124,8 @@ class UnlearningTrainable(tune.Trainable):
                 run.run_seconds = method.setup_seconds
             self.seed_runs.append(run)
         self.epochs_done = 0
+        self.epoch_seconds = self.eval_seconds = self.checkpoint_seconds = 0.0
+        self.setup_seconds = time.perf_counter() - began - sum(run.run_seconds for run in self.seed_runs)
 
     @property
     def method(self) -> UnlearningMethod:
@@ -132,12 +142,15 @@ class UnlearningTrainable(tune.Trainable):
                 with run.own_global_rng():
                     logs = run.method.epoch(self.epochs_done)
                 run.run_seconds += logs["seconds"]
+                self.epoch_seconds += logs["seconds"]
             model = run.prepared.original if run.method.reference == "original" else run.method.model
+            began = time.perf_counter()
             metrics = run.prepared.evaluate(model)
             # Every epoch, even when only logged: ASHA may stop a trial after any epoch, and a trial
             # without the score would drop out of the comparison of objectives (analysis.selection).
             if run.judge is not None:
                 metrics.update(run.judge(model))
+            self.eval_seconds += time.perf_counter() - began
         artifacts = run.method.shared_artifact_seconds() if run.method.model is not None else {}
         result = {**metrics, **{k: v for k, v in logs.items() if isinstance(v, (int, float))},
                   "run_seconds": run.run_seconds, **artifacts}
@@ -160,13 +173,18 @@ class UnlearningTrainable(tune.Trainable):
         if self.epochs_done < total_epochs:
             self.epochs_done += 1
         result = mean_over_seeds(per_seed, [run.seed for run in self.seed_runs])
-        result.update(epoch=self.epochs_done, **{tune.result.DONE: self.epochs_done >= total_epochs})
+        result.update({"epoch": self.epochs_done, "timing/setup_s": self.setup_seconds,
+                       "timing/epochs_s": self.epoch_seconds, "timing/eval_s": self.eval_seconds,
+                       "timing/checkpoint_s": self.checkpoint_seconds,
+                       tune.result.DONE: self.epochs_done >= total_epochs})
         return result
 
     def save_checkpoint(self, checkpoint_dir: str) -> dict | None:
+        began = time.perf_counter()
         write_trial_state(checkpoint_dir, TrialState(self.epochs_done, [
             SeedState(run.seed, run.run_seconds, run.method.state_dict() if run.method.model is not None else None,
                       run.rng_state) for run in self.seed_runs]))
+        self.checkpoint_seconds += time.perf_counter() - began
         return None
 
     def load_checkpoint(self, checkpoint: str | dict | None) -> None:

@@ -348,7 +348,15 @@ def run_study(args: argparse.Namespace) -> int:
             if "://" not in storage and not (study_dir / STUDY_FILE).exists():
                 raise UserError(f"no study to resume at {study_dir}")
 
+    if args.gpus_per_trial > 0 and not args.address:
+        import torch
+
+        if not torch.cuda.is_available():  # said before Ray starts: trials here could not use a GPU
+            raise UserError(f"--gpus-per-trial {args.gpus_per_trial} asked for, but this machine has no CUDA GPU "
+                            "that torch can use; leave it at 0, or join a cluster with GPUs with --address")
+    began = time.perf_counter()
     ray = connect_ray(args.address)
+    ray_start_seconds = time.perf_counter() - began
     if args.gpus_per_trial > 0 and ray.cluster_resources().get("GPU", 0) < args.gpus_per_trial:
         raise UserError(f"--gpus-per-trial {args.gpus_per_trial} asked for, but the Ray cluster has "
                         f"{ray.cluster_resources().get('GPU', 0):g} GPUs")
@@ -364,8 +372,10 @@ def run_study(args: argparse.Namespace) -> int:
             raise UserError("the retrain-free objective cannot tune the retrain method itself")
         from study.trainables import trial_device
 
+        began = time.perf_counter()
         prebuild_artifacts(experiment, method_space, cache, need_retrain=args.objective != "retrain_free",
                            average_seeds=args.average_seeds, device=trial_device(args.gpus_per_trial))
+        prebuild_seconds = time.perf_counter() - began
         param_space = _param_space(experiment, method_space, args, threads)
         if args.resume:
             from ray import tune
@@ -398,6 +408,7 @@ def run_study(args: argparse.Namespace) -> int:
         if local:
             (study_dir / STUDY_FILE).write_text(json.dumps({
                 **study_meta, "status": "interrupted" if missing else "finished", "wall_seconds": elapsed,
+                "ray_start_seconds": ray_start_seconds, "prebuild_seconds": prebuild_seconds,
                 "num_trials": len(results), "failed_trials": len(errors)}, indent=2, default=str))
         print(f"\n{method_space.method}: {len(results)} trials in {elapsed:.0f} s, {len(errors)} failed")
         for result in errors:

@@ -1,8 +1,6 @@
 """analysis.table / ablation / plots / report on a real finished digits study and on hand-made frames."""
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +9,7 @@ import pytest
 
 from analysis import ablation, plots, report, table
 from analysis.load import load_study
+from tests.cli import run_in_process
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -98,8 +97,7 @@ def test_plots_write_valid_pngs(finished_study, tmp_path):
 def test_report_cli_writes_markdown_html_and_figures(finished_study, tmp_path):
     _, study_dir, _ = finished_study
     out = tmp_path / "report"
-    result = subprocess.run([sys.executable, "-m", "analysis.report", str(study_dir), "--out", str(out)],
-                            capture_output=True, text=True, timeout=300)
+    result = run_in_process("analysis.report", str(study_dir), "--out", str(out))
     assert result.returncode == 0, result.stderr
     text = (out / "report.md").read_text()
     for needle in ("Ranking", "Retrain", "python -m study.tune", "torch", "pareto_front.png", "parallel_dau.png"):
@@ -111,15 +109,13 @@ def test_report_cli_writes_markdown_html_and_figures(finished_study, tmp_path):
     for _, row in ranking[ranking["trial_id"] != "Retrain"].iterrows():
         last = json.loads((study_dir / f"trial_{row['trial_id']}" / "result.json").read_text().strip().splitlines()[-1])
         assert row["avg_disparity"] == pytest.approx(last["avg_disparity"])
-    again = subprocess.run([sys.executable, "-m", "analysis.report", str(study_dir), "--out", str(out)],
-                           capture_output=True, text=True, timeout=300)
+    again = run_in_process("analysis.report", str(study_dir), "--out", str(out))
     assert again.returncode == 0, again.stderr  # regenerating a report replaces it
 
 
 def test_table_cli(finished_study):
     _, study_dir, _ = finished_study
-    result = subprocess.run([sys.executable, "-m", "analysis.table", str(study_dir)], capture_output=True, text=True,
-                            timeout=120)
+    result = run_in_process("analysis.table", str(study_dir))
     assert result.returncode == 0, result.stderr
     assert "| Retrain |" in result.stdout and "| DAU |" in result.stdout
 
@@ -128,12 +124,10 @@ def test_table_cli(finished_study):
                                     "analysis.selection"])
 def test_analysis_commands_refuse_a_folder_that_is_not_a_study(module, tmp_path):
     extra = ["--out", str(tmp_path / "r")] if module == "analysis.report" else []
-    result = subprocess.run([sys.executable, "-m", module, str(tmp_path), *extra], capture_output=True, text=True,
-                            timeout=120)
+    result = run_in_process(module, str(tmp_path), *extra)
     assert result.returncode == 2 and result.stderr.startswith("error: ") and "not a Ray Tune study" in result.stderr
     assert "Traceback" not in result.stderr
-    missing = subprocess.run([sys.executable, "-m", module, str(tmp_path / "nope"), *extra], capture_output=True,
-                             text=True, timeout=120)
+    missing = run_in_process(module, str(tmp_path / "nope"), *extra)
     assert missing.returncode == 2 and "is not a directory" in missing.stderr
 
 
@@ -153,8 +147,7 @@ def test_report_refuses_to_overwrite_a_folder_that_is_not_a_report(finished_stud
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.tex").write_text("keep me")
-    result = subprocess.run([sys.executable, "-m", "analysis.report", str(study_dir), "--out", str(precious)],
-                            capture_output=True, text=True, timeout=300)
+    result = run_in_process("analysis.report", str(study_dir), "--out", str(precious))
     assert result.returncode == 2 and "not a previous report" in result.stderr
     assert (precious / "thesis.tex").read_text() == "keep me"
 

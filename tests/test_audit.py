@@ -1,7 +1,5 @@
 """The per-example audit: its statistics on synthetic data, and chance level for retrain vs retrain."""
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,6 +11,7 @@ from study.audit import (EPSILON_CAP, audit_rows, example_epsilon, forgetting_qu
 from study.config import experiment_from_preset
 from study.mia import roc_summary
 
+from tests.cli import run_in_process
 from tests.conftest import FAST_EPOCHS
 
 
@@ -65,7 +64,6 @@ def test_audit_on_digits_retrain_is_at_chance_and_original_is_not(cache_dir):
 def test_audit_cli_rejects_bad_input(tmp_path):
     for args, needle in ((["--k", "2"], "--k must be at least 3"), (["--method", "magic"], "unknown method"),
                          (["--method", "x=missing.yaml"], "not found"), (["--sparsity", "0.5"], "dense")):
-        result = subprocess.run([sys.executable, "-m", "study.audit", *args, "--cache-dir", str(tmp_path)],
-                                capture_output=True, text=True, timeout=120)
+        result = run_in_process("study.audit", *args, "--cache-dir", str(tmp_path))
         assert result.returncode == 2 and result.stderr.startswith("error: ") and needle in result.stderr, result.stderr
         assert "Traceback" not in result.stderr

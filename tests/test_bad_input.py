@@ -2,15 +2,18 @@
 
 (study.run, study.tune, study.audit and the analysis commands also have focused bad-input tests
 next to their features; this sweep covers wrong types, out-of-range numbers and broken files
-across all of them.)
+across all of them.) The entry points run in this process (tests/cli.py); the NaN-loss case
+starts the real command, as a user would meet it.
 """
 import subprocess
 import sys
 
 import pytest
 
+from tests.cli import run_in_process as _run
 
-def _run(module, *args, timeout=180):
+
+def _run_command(module, *args, timeout=180):
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout)
 
 
@@ -77,7 +80,7 @@ def test_corrupted_study_state(tmp_path):
 def test_nan_loss_is_one_clear_line_and_no_result(tmp_path, digits_random, cache_dir):
     from tests.conftest import FAST_EPOCHS
 
-    result = _run("study.run", "--method", "dau", "-p", "gamma=3e38", "-p", "attacker_pretrain_iters=5", "-p",
+    result = _run_command("study.run", "--method", "dau", "-p", "gamma=3e38", "-p", "attacker_pretrain_iters=5", "-p",
                   "epochs=1", "--epochs", str(FAST_EPOCHS), "--cache-dir", str(cache_dir), "--out", str(tmp_path / "out"))
     _assert_clear_failure(result, "loss became")
     assert result.returncode == 2 and not (tmp_path / "out").exists()

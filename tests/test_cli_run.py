@@ -3,12 +3,12 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
 from study import load_run
 from study.metrics import mia_efficacy, true_label_confidence
+from tests.cli import run_in_process
 
 
 def run_cli(*args, cache=None, module="study.run"):
@@ -58,7 +58,7 @@ def test_load_run_recomputes_the_metrics_without_project_code(finished_run):
 
 def test_second_run_reuses_the_cache(finished_run):
     root, _, _ = finished_run
-    result = run_cli("--method", "original", "--epochs", "5", cache=root / "cache")
+    result = run_in_process("study.run", "--method", "original", "--epochs", "5", "--cache-dir", str(root / "cache"))
     assert result.returncode == 0, result.stderr
     assert "reusing cached model" in result.stdout and "training original" not in result.stdout
 
@@ -93,7 +93,7 @@ def test_method_config_takes_the_experiment_from_the_flags(finished_run):
 
 def test_mia_boundary_reads_a_run_folder_and_agrees_with_its_metrics(finished_run):
     _, out, _ = finished_run
-    result = run_cli(str(out), module="analysis.mia_boundary")
+    result = run_in_process("analysis.mia_boundary", str(out))
     assert result.returncode == 0, result.stderr
     recorded = json.loads((out / "metrics.json").read_text())["metrics"]["MIA-Efficacy"]
     assert f"MIA-Efficacy (forget called non-member): {recorded:.1f}" in result.stdout
@@ -102,7 +102,8 @@ def test_mia_boundary_reads_a_run_folder_and_agrees_with_its_metrics(finished_ru
 
 def test_existing_output_is_not_overwritten(finished_run):
     root, out, _ = finished_run
-    result = run_cli("--method", "original", "--epochs", "5", "--out", str(out), cache=root / "cache")
+    result = run_in_process("study.run", "--method", "original", "--epochs", "5", "--out", str(out), "--cache-dir",
+                            str(root / "cache"))
     assert result.returncode == 2 and "already exists" in result.stderr
 
 
@@ -129,10 +130,17 @@ def _one_error_line(result):
     (["--sparsity", "1.5"], "sparsity"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, args, needle):
-    result = run_cli(*args, "--out", str(tmp_path / "out"), cache=tmp_path / "cache")
+    result = run_in_process("study.run", *args, "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"))
     _one_error_line(result)
     assert needle in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_real_command_prints_one_line_on_bad_input(tmp_path):
+    """The cases above run the entry point in this process; this one starts `python -m study.run`."""
+    result = run_cli("--method", "magic", "--out", str(tmp_path / "out"), cache=tmp_path / "cache")
+    _one_error_line(result)
+    assert "unknown method" in result.stderr and not (tmp_path / "out").exists()
 
 
 def test_corrupted_cached_model_is_one_clear_line(finished_run, tmp_path):
@@ -143,7 +151,8 @@ def test_corrupted_cached_model_is_one_clear_line(finished_run, tmp_path):
     shutil.copytree(root / "cache", cache)
     for model_file in cache.glob("*/model.pt"):
         model_file.write_bytes(b"garbage")
-    result = run_cli("--method", "original", "--epochs", "5", "--out", str(tmp_path / "out"), cache=cache)
+    result = run_in_process("study.run", "--method", "original", "--epochs", "5", "--out", str(tmp_path / "out"),
+                            "--cache-dir", str(cache))
     _one_error_line(result)
     assert "corrupted" in result.stderr and not (tmp_path / "out").exists()
 
@@ -162,7 +171,7 @@ def test_corrupted_run_folder_model(finished_run, tmp_path):
 
 
 def test_list_methods():
-    result = run_cli("--list-methods")
+    result = run_in_process("study.run", "--list-methods")
     assert result.returncode == 0
     for name in ("dau", "ft", "ga", "ff", "iu", "scrub", "salun"):
         assert f"{name}:" in result.stdout

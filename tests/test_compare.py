@@ -6,6 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
+from tests.cli import run_in_process
 from tests.conftest import FAST_EPOCHS
 
 
@@ -17,9 +18,10 @@ def _compare(out, cache, *extra):
 
 
 @pytest.fixture(scope="module")
-def compared(tmp_path_factory):
+def compared(tmp_path_factory, cache_dir):
+    """The comparison, sharing the suite's artifact cache (its digits models for seeds 0 and 1)."""
     root = tmp_path_factory.mktemp("compare")
-    result = _compare(root / "out", root / "cache")
+    result = _compare(root / "out", cache_dir)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return root, result.stdout
 
@@ -28,20 +30,20 @@ def test_every_method_gets_the_same_budget_and_a_row(compared):
     root, stdout = compared
     record = json.loads((root / "out" / "compare.json").read_text())
     assert record["budget"] == 2 and "budget: 2 trials per method, the same for every method" in stdout
-    assert {m: s["trials"] for m, s in record["studies"].items()} == {"ft": 2, "ga": 2}
+    assert {m: s["trials"] for m, s in record["levels"]["dense"]["studies"].items()} == {"ft": 2, "ga": 2}
     table = (root / "out" / "table.md").read_text()
     for name in ("Retrain", "Original", "FT", "GA", "MIA-Efficacy over 5 subsets"):
         assert name in table
     for method in ("ft", "ga"):
-        assert (root / "out" / "configs" / f"{method}.yaml").is_file()
-    assert (root / "out" / "disparity_vs_time.png").stat().st_size > 1000
+        assert (root / "out" / "configs" / "dense" / f"{method}.yaml").is_file()
+    assert (root / "out" / "disparity_vs_time_dense.png").stat().st_size > 1000
 
 
 def test_no_study_saw_an_evaluation_seed(compared):
     root, _ = compared
     record = json.loads((root / "out" / "compare.json").read_text())
     seen = set()
-    for study in record["studies"].values():
+    for study in record["levels"]["dense"]["studies"].values():
         for params in __import__("pathlib").Path(study["dir"]).glob("trial_*/params.json"):
             experiment = json.loads(params.read_text())["experiment"]
             seen.add(experiment["seed"])
@@ -51,10 +53,10 @@ def test_no_study_saw_an_evaluation_seed(compared):
     assert set(runs["seed"]) == {1} and set(runs["method"]) == {"retrain", "original", "ft", "ga"}
 
 
-def test_running_it_again_computes_nothing_new(compared):
+def test_running_it_again_computes_nothing_new(compared, cache_dir):
     root, _ = compared
     before = (root / "out" / "runs.csv").read_text()
-    again = _compare(root / "out", root / "cache")
+    again = _compare(root / "out", cache_dir)
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count("reused") == 2 and "Avg. Disparity" in again.stdout
     assert (root / "out" / "runs.csv").read_text() == before
@@ -66,6 +68,45 @@ def test_running_it_again_computes_nothing_new(compared):
     (["--methods", "retrain"], "cannot be compared"),
 ])
 def test_bad_arguments_are_one_line(tmp_path, args, needle):
-    result = _compare(tmp_path / "out", tmp_path / "cache", *args)
+    result = run_in_process("study.compare", "--methods", "ft", "ga", "--budget", "2", "--tune-seeds", "0",
+                            "--eval-seeds", "1", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out"),
+                            *args)
     assert result.returncode != 0 and needle in result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr
+
+
+def test_a_folder_holds_one_comparison(compared):
+    """Another budget (or other seeds) into the same --out is refused before any study starts; a
+    sparsity level is what may be added."""
+    from study.compare import main
+    from study.errors import UserError
+
+    root, _ = compared
+    with pytest.raises(UserError, match="another budget"):
+        main(["--methods", "ft", "--budget", "3", "--tune-seeds", "0", "--eval-seeds", "1", "--epochs",
+              str(FAST_EPOCHS), "--cache-dir", str(root / "unused"), "--out", str(root / "out"), "--sparsity", "0.9"])
+
+
+def test_levels_are_tabulated_side_by_side_from_their_chosen_configurations():
+    from study.compare import level_runs, side_by_side
+    from study.run_log import RunLog
+
+    log = RunLog(None)
+    chosen = {"dense": {"lr": 0.1}, "sparse-0.95": {"lr": 0.2}}
+    for level, sparsity in (("dense", 0.0), ("sparse-0.95", 0.95)):
+        for seed in (1, 2):
+            for method, params, disparity in (("retrain", {}, 0.0), ("original", {}, 6.0), ("ft", chosen[level], 3.0),
+                                              ("ft", {"lr": 9.9}, 50.0)):  # a configuration no study chose
+                log.add({"preset": "digits", "forget": "random:10", "method": method, "sparsity": sparsity,
+                         "seed": seed, "params": json.dumps(params, sort_keys=True), "UA": 1.0 + seed,
+                         "MIA-Efficacy": 2.0, "RA": 99.0, "TA": 90.0, "avg_disparity": disparity + sparsity,
+                         "run_seconds": 10.0})
+    record = {"experiment": {"forget": "random:10"}, "eval_seeds": [1, 2],
+              "levels": {level: {"sparsity": s, "configs": {"ft": chosen[level]}}
+                         for level, s in (("dense", 0.0), ("sparse-0.95", 0.95))}}
+    runs = level_runs(record, log, "digits")
+    assert set(runs) == {"dense", "sparse-0.95"} and all(len(frame) == 6 for frame in runs.values())
+    table = side_by_side(runs).set_index("method")
+    assert table.loc["FT", "dense Avg. Disparity"] == "3.00 ± 0.00"
+    assert table.loc["FT", "95% sparse Avg. Disparity"] == "3.95 ± 0.00"
+    assert table.loc["FT", "dense UA"] == "2.50 ± 0.71"

@@ -1,10 +1,8 @@
 """Faults during a study: a trial whose loss overflows is marked failed with its error, the
 others finish, and the analysis commands list the failed trial apart instead of dropping it.
 (Driver kill + resume is in test_tune.py; a crash while caching an artifact is in test_cache.py.)"""
-import subprocess
-import sys
-
 from analysis.load import load_study
+from tests.cli import run_in_process
 from tests.studies import TINY_SPACE, tune_cli, write_space
 
 
@@ -21,6 +19,5 @@ def test_a_diverging_trial_fails_visibly_and_the_study_goes_on(tmp_path, digits_
     assert statuses == {0.001: "TERMINATED", 3.0e38: "ERROR"}
     error = frame.loc[frame["status"] == "ERROR", "error"].iloc[0]
     assert "loss became" in error
-    ranked = subprocess.run([sys.executable, "-m", "analysis.rank", str(storage / "faulty")], capture_output=True,
-                            text=True, timeout=120)
+    ranked = run_in_process("analysis.rank", str(storage / "faulty"))
     assert ranked.returncode == 0 and "1 trial(s) without a result" in ranked.stderr and "ERROR" in ranked.stderr

@@ -15,8 +15,9 @@ from study.errors import UserError
 from study.spaces import MethodSpace, load_space
 from study.tune import expected_trials, trial_resources, unfinished_trials
 
+from tests.cli import run_in_process
 from tests.conftest import FAST_EPOCHS
-from tests.studies import TINY_SPACE, write_space
+from tests.studies import write_space
 
 
 def test_study_prints_the_ranking_and_writes_tensorboard(finished_study):
@@ -45,11 +46,28 @@ def test_ranking_matches_the_trials_own_results(finished_study):
     assert list(frame["avg_disparity"]) == sorted(frame["avg_disparity"])
 
 
+def test_a_study_accounts_for_its_time(finished_study):
+    """The driver records Ray's start-up; each trial, its set-up, evaluation and checkpoints, all
+    inside what Ray timed for it, so bench/tune_overhead.py can split a study's wall time."""
+    _, study_dir, _ = finished_study
+    from analysis.load import load_study
+
+    meta = json.loads((study_dir / "study.json").read_text())
+    assert 0 < meta["ray_start_seconds"] < meta["wall_seconds"] and meta["prebuild_seconds"] >= 0
+    frame = load_study(study_dir)
+    assert (frame["timing/setup_s"] > 0).all() and (frame["timing/eval_s"] > 0).all()
+    # a checkpoint follows each epoch's result, so only trials that ran a second epoch report one
+    assert (frame["timing/checkpoint_s"] >= 0).all() and (frame["timing/checkpoint_s"] > 0).any()
+    assert (frame["timing/epochs_s"] <= frame["run_seconds"] + 1e-6).all()
+    inside_steps = frame["timing/epochs_s"] + frame["timing/eval_s"]
+    assert (inside_steps <= frame["time_total_s"] + 1e-6).all()
+    assert (frame["time_total_s"] + frame["timing/setup_s"] <= meta["wall_seconds"] * len(frame)).all()
+
+
 def test_export_reruns_outside_ray_to_the_same_metrics(finished_study, cache_dir):
     root, study_dir, _ = finished_study
     best = root / "best.yaml"
-    exported = subprocess.run([sys.executable, "-m", "study.export", str(study_dir), "--top", "1", "--out", str(best)],
-                              capture_output=True, text=True, timeout=300)
+    exported = run_in_process("study.export", str(study_dir), "--top", "1", "--out", str(best))
     assert exported.returncode == 0, exported.stderr
     config = yaml.safe_load(best.read_text())
     rerun = subprocess.run([sys.executable, "-m", "study.run", "--config", str(best), "--cache-dir", str(cache_dir),
@@ -77,7 +95,9 @@ def _terminated_trials(study_dir: Path) -> dict[str, float]:
 
 
 def test_killed_study_resumes_and_keeps_finished_trials(tmp_path, digits_random, cache_dir):
-    space = write_space(tmp_path, study={"num_samples": 3, "max_concurrent": 1})
+    # FT trials: the resume path is the same for every method, and FT's trials cost a fraction of DAU's
+    space = write_space(tmp_path, method="ft", fixed={"epochs": 2}, search={"lr": {"loguniform": [1e-3, 1e-1]}},
+                        study={"num_samples": 3, "max_concurrent": 1})
     storage, name = tmp_path / "studies", "killed"
     command = [sys.executable, "-m", "study.tune", "--space", str(space), "--storage", str(storage), "--name", name,
                "--cache-dir", str(cache_dir), "--epochs", str(FAST_EPOCHS), "--quiet", "--scheduler", "fifo"]
@@ -151,7 +171,7 @@ def test_bad_space_files(tmp_path, change, needle):
 @pytest.mark.parametrize("args,needle", [
     (["--space", "nonexistent"], "unknown search space"),
     (["--space", "classwise", "--gpus-per-trial", "-1"], "--gpus-per-trial must be 0 or positive"),
-    (["--space", "classwise", "--gpus-per-trial", "0.25"], "GPUs"),
+    (["--space", "classwise", "--gpus-per-trial", "0.25"], "no CUDA GPU"),
     (["--space", "classwise", "--address", "127.0.0.1:1"], "cannot reach a Ray cluster"),
     (["--space", "classwise", "--resume"], "--resume needs --name"),
     (["--space", "classwise", "--resume", "--name", "never-ran"], "no study to resume"),
@@ -161,8 +181,7 @@ def test_bad_space_files(tmp_path, change, needle):
     (["--space", "ablation", "--average-seeds", "0", "1"], "already runs each of its seeds as a trial"),
 ])
 def test_bad_tune_input(tmp_path, args, needle):
-    result = subprocess.run([sys.executable, "-m", "study.tune", *args, "--storage", str(tmp_path / "s"),
-                             "--cache-dir", str(tmp_path / "c")], capture_output=True, text=True, timeout=300)
+    result = run_in_process("study.tune", *args, "--storage", str(tmp_path / "s"), "--cache-dir", str(tmp_path / "c"))
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
     assert result.returncode == 2 and lines and lines[-1].startswith("error: ") and needle in lines[-1], result.stderr
     assert "Traceback" not in result.stderr
@@ -171,12 +190,10 @@ def test_bad_tune_input(tmp_path, args, needle):
 def test_analysis_rank_cli(finished_study, tmp_path):
     _, study_dir, _ = finished_study
     for flag in ([], ["--csv"], ["--markdown"], ["--latex"]):
-        result = subprocess.run([sys.executable, "-m", "analysis.rank", str(study_dir), *flag],
-                                capture_output=True, text=True, timeout=120)
+        result = run_in_process("analysis.rank", str(study_dir), *flag)
         assert result.returncode == 0, result.stderr
         assert "Retrain" in result.stdout
-    csv = subprocess.run([sys.executable, "-m", "analysis.rank", str(study_dir), "--csv"],
-                         capture_output=True, text=True, timeout=120).stdout
+    csv = run_in_process("analysis.rank", str(study_dir), "--csv").stdout
     import io
 
     import pandas as pd
@@ -186,7 +203,7 @@ def test_analysis_rank_cli(finished_study, tmp_path):
     for _, row in ranked.iterrows():
         last = json.loads((study_dir / f"trial_{row['trial_id']}" / "result.json").read_text().strip().splitlines()[-1])
         assert row["avg_disparity"] == pytest.approx(last["avg_disparity"])
-    not_a_study = subprocess.run([sys.executable, "-m", "analysis.rank", str(tmp_path)], capture_output=True, text=True)
+    not_a_study = run_in_process("analysis.rank", str(tmp_path))
     assert not_a_study.returncode == 2 and "not a Ray Tune study" in not_a_study.stderr
 
 
