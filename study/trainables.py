@@ -16,6 +16,12 @@ timed set-up, which is unlearning and counted in `run_seconds`), `timing/epochs_
 unlearning epochs run inside the steps), `timing/eval_s` (the evaluations, judge included) and
 `timing/checkpoint_s` (the checkpoints saved before this result); sums over the trial's seeds.
 
+Ray Tune runs each new trial in an actor process a finished trial left (`reuse_actors`):
+`reset_config` sets the trial up afresh, and every set-up first puts torch's global generator
+back to the state a new process starts with, so a trial draws what it would in a process of its
+own (and what `study.run` draws outside Ray). Starting a process per trial (imports of torch,
+Ray and the project) cost about 9 s per trial on 2 cores (docs/tune_overhead.md).
+
 With `average_seeds: [0, 1, 2]` one trial runs its configuration once per seed (each seed its
 own split, original, Retrain and method instance, stepped epoch by epoch side by side) and
 reports the mean of every metric over the seeds, plus `seed<k>/<metric>` and
@@ -43,6 +49,7 @@ from study.methods import build_method
 from study.methods.base import UnlearningMethod
 from study.pipeline import Prepared, prepare
 
+FRESH_PROCESS_RNG = torch.get_rng_state()  # taken at import, before anything in this process draws
 SEED_SPREAD_METRICS = ("avg_disparity", "retrain_free_score")  # reported as seed_std/<name> too
 PER_SEED_METRICS = (*SEED_SPREAD_METRICS, "UA", "MIA-Efficacy", "RA", "TA")  # reported as seed<k>/<name>
 
@@ -103,6 +110,7 @@ class UnlearningTrainable(tune.Trainable):
 
     def setup(self, config: dict) -> None:
         began = time.perf_counter()
+        torch.set_rng_state(FRESH_PROCESS_RNG)
         torch.set_num_threads(max(1, int(config.get("threads", 1))))
         self.device = trial_device(float(config.get("gpus", 0)))
         experiment = ExperimentConfig.from_dict(config["experiment"])
@@ -126,6 +134,11 @@ class UnlearningTrainable(tune.Trainable):
         self.epochs_done = 0
         self.epoch_seconds = self.eval_seconds = self.checkpoint_seconds = 0.0
         self.setup_seconds = time.perf_counter() - began - sum(run.run_seconds for run in self.seed_runs)
+
+    def reset_config(self, new_config: dict) -> bool:
+        """Take the next trial in this actor process: a fresh set-up for its configuration."""
+        self.setup(new_config)
+        return True
 
     @property
     def method(self) -> UnlearningMethod:

@@ -299,7 +299,8 @@ def _tuner(method_space: MethodSpace, param_space: dict, args, space: SearchSpac
         failure_config=tune.FailureConfig(max_failures=args.max_failures))
     tune_config = tune.TuneConfig(metric=OBJECTIVES[args.objective], mode="min", search_alg=search_alg, scheduler=scheduler,
                                   num_samples=args.num_samples or space.num_samples,
-                                  max_concurrent_trials=max_concurrent, trial_dirname_creator=trial_dirname)
+                                  max_concurrent_trials=max_concurrent, trial_dirname_creator=trial_dirname,
+                                  reuse_actors=True)  # the Trainable's reset_config sets each trial up afresh
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
 
