@@ -36,8 +36,9 @@ def study_split(study_dir: Path, command_seconds: float | None = None) -> dict[s
 
     From study.json (the driver's Ray start-up, artifact prebuild and `tuner.fit` wall time) and
     each trial's last result (`timing/*`, `run_seconds` and Ray's `time_total_s`, the time inside
-    its steps). Unlearning is `run_seconds`: the epochs plus the method's own timed set-up. `command_seconds` is the whole `study.tune` command as the caller timed it; the
-    part not in the driver's own figures is interpreter start, imports, ranking and shutdown.
+    its steps). Unlearning is `run_seconds`: the epochs plus the method's own timed set-up.
+    `command_seconds` is the whole `study.tune` command as the caller timed it; the part not in
+    the driver's own figures is interpreter start, imports, ranking and shutdown.
     """
     from analysis.load import load_study
 

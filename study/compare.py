@@ -38,6 +38,7 @@ from study.cache import ArtifactCache
 from study.cli_common import add_experiment_arguments, experiment_overrides, set_threads
 from study.config import resolve_experiment
 from study.errors import UserError, cli_entry
+from study.staging import write_file_atomically
 from study.methods import METHODS, build_method
 from study.spaces import load_space
 
@@ -231,11 +232,10 @@ def level_runs(record: dict, run_log, preset: str) -> dict[str, pd.DataFrame]:
 
 def side_by_side(runs_by_level: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The paper's layout: one row per method, each level's headline columns side by side."""
-    from analysis.table import summarize, wide_table
+    from analysis.table import TABLE_COLUMNS, summarize, wide_table
 
     runs = pd.concat(list(runs_by_level.values()), ignore_index=True)
-    return wide_table(summarize(runs[["method", "sparsity", "UA", "MIA-Efficacy", "RA", "TA", "avg_disparity",
-                                      "run_seconds"]]))
+    return wide_table(summarize(runs[["method", "sparsity", *TABLE_COLUMNS]]))
 
 
 def summary_table(runs: pd.DataFrame, order: list[str], failed: dict[str, str]) -> pd.DataFrame:
@@ -341,15 +341,13 @@ def main(argv: list[str] | None = None) -> int:
         "sparsity": experiment.sparsity, "methods": list(args.methods), "studies": seeds_seen, "failed": failed,
         "configs": {method: config["params"] for method, config in configs.items()}}}
     record = {**current, "levels": levels}
-    partial = out / ".compare.json.partial"
-    partial.write_text(json.dumps(record, indent=2, default=str))
-    partial.replace(out / "compare.json")
+    write_file_atomically(out / "compare.json", json.dumps(record, indent=2, default=str))
     disparity_figure(pd.DataFrame(rows), out / f"disparity_vs_time_{level}.png")
 
     sections = [f"Command: `{command}`", "",
                 f"{experiment.dataset} / {experiment.model}, forget {experiment.forget}. Every method tuned with "
-                f"{args.budget} trials on seed(s) {', '.join(map(str, args.tune_seeds))} ({args.objective}); mean ± std "
-                f"over evaluation seeds {', '.join(map(str, args.eval_seeds))}. ⚑: MIA-Efficacy's spread over "
+                f"{args.budget} trials on seed(s) {', '.join(map(str, args.tune_seeds))} ({args.objective}); "
+                f"mean ± std over evaluation seeds {', '.join(map(str, args.eval_seeds))}. ⚑: MIA-Efficacy's spread over "
                 f"{MIA_SUBSETS} member subsets exceeds its gap to the nearest other method.", ""]
     runs_by_level = level_runs(record, run_log, preset)
     for name, runs in runs_by_level.items():

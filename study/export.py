@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from study.errors import UserError, cli_entry
+from study.staging import write_file_atomically
 
 
 def trial_config(trial_dir: Path) -> dict:
@@ -68,10 +69,7 @@ def best_configs(study_dir: str | Path, top: int = 1, method: str | None = None)
 
 def write_config(config: dict, target: Path) -> None:
     """Write a config all at once (a partial file never looks like a finished one)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    partial.write_text(yaml.safe_dump(config, sort_keys=False))
-    partial.replace(target)
+    write_file_atomically(target, yaml.safe_dump(config, sort_keys=False))
 
 
 def main(argv: list[str] | None = None) -> int:

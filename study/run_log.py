@@ -6,12 +6,12 @@ again reuses the rows it finds and computes only what is missing.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 
 from study.errors import UserError
+from study.staging import write_file_atomically
 
 RUN_KEY = ("preset", "forget", "method", "sparsity", "seed", "params")
 
@@ -50,9 +50,5 @@ class RunLog:
 
     def add(self, row: dict) -> None:
         self.runs[_key(row)] = row
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(self.path.name + ".partial")
-        pd.DataFrame(list(self.runs.values())).to_csv(partial, index=False)
-        os.replace(partial, self.path)
+        if self.path is not None:
+            write_file_atomically(self.path, pd.DataFrame(list(self.runs.values())).to_csv(index=False))

@@ -1,7 +1,7 @@
-"""All-or-nothing output folders: write under a temporary name, rename when complete.
+"""All-or-nothing outputs: write under a temporary name, rename when complete.
 
-A crash (or a UserError) half-way leaves nothing that looks finished; the previous folder, if
-the caller allowed replacing it, stays until the new one is complete.
+A crash (or a UserError) half-way leaves nothing that looks finished; the previous folder or
+file, if there was one, stays until the new one is complete.
 """
 from __future__ import annotations
 
@@ -27,3 +27,13 @@ def staged_folder(out: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def write_file_atomically(target: Path, text: str) -> None:
+    """Write `text` to `target` all at once: a crash mid-write leaves the previous file (or none),
+    never a partial one that would later be read as a result."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_text(text)
+    partial.replace(target)
