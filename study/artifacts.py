@@ -6,7 +6,8 @@ these training indices from this seed". `trained_model` does it: the key names t
 experiment's dataset, model and recipe, the seed, a digest of the training indices and a digest
 of the code that shapes a trained model, so a change to that code trains afresh rather than
 reusing a model the new code would not produce. Files are written by `models.save_model_files`
-plus `meta.json` (the training seconds).
+plus `meta.json`: the training seconds and the torch threads they were measured with, since a
+ratio to Retrain's time means little when the two ran on different thread counts.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 from study.cache import ArtifactCache, array_digest, source_digest
 from study.config import ExperimentConfig
@@ -41,6 +43,7 @@ class TrainedModel:
     seconds: float  # training time, as recorded when it was built
     key: dict
     folder: Path
+    threads: int | None = None  # torch CPU threads it was trained with; None for models cached before it was kept
 
 
 def model_key(config: ExperimentConfig, role: str, train_idx: np.ndarray, seed: int, **extra) -> dict:
@@ -75,15 +78,17 @@ def trained_model(cache: ArtifactCache, config: ExperimentConfig, data: ImageDat
                                      augmentation=data.augmentation, device=device,
                                      progress=_progress_logger(log, role, config.recipe.epochs) if log else None)
         save_model_files(folder, model)
-        (folder / "meta.json").write_text(json.dumps({"train_seconds": seconds}, indent=2))
+        meta = {"train_seconds": seconds, "threads": torch.get_num_threads(), "device": str(device)}
+        (folder / "meta.json").write_text(json.dumps(meta, indent=2))
 
     folder, built = cache.get_or_build(key, builder)
     if log and not built:
         log(f"{role}: reusing cached model {folder}")
     model = load_model_files(folder, config.model, in_channels, data.num_classes).to(device)
     try:
-        seconds = float(json.loads((folder / "meta.json").read_text())["train_seconds"])
+        meta = json.loads((folder / "meta.json").read_text())
+        seconds, threads = float(meta["train_seconds"]), meta.get("threads")
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise UserError(f"cached model {folder} has no readable meta.json ({type(err).__name__}); delete that "
                         "folder to train it again") from None
-    return TrainedModel(model, seconds, key, folder)
+    return TrainedModel(model, seconds, key, folder, int(threads) if threads is not None else None)

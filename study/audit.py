@@ -51,7 +51,7 @@ from study.models import load_model_files
 from study.pipeline import load_experiment
 from study.unlearn_data import UnlearnData
 from study.pruning import copy_model
-from study.train import predict_logits
+from study.inference import predict_logits
 
 DELTA = 1e-5  # the challenge's δ
 EPSILON_CAP = 50.0

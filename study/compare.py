@@ -191,6 +191,8 @@ def run_study(method: str, args: argparse.Namespace, out: Path, preset: str, for
 
 def evaluation_rows(method: str, params: dict, args: argparse.Namespace, run_log, prepared_by_seed, log) -> list[dict]:
     """One row per evaluation seed for `method` at `params` (Original and Retrain: their cached models)."""
+    import torch
+
     from study.pipeline import mia_efficacy_spread
     from study.runner import run_method
 
@@ -204,7 +206,8 @@ def evaluation_rows(method: str, params: dict, args: argparse.Namespace, run_log
             spread = mia_efficacy_spread(result.model, prepared.data, prepared.splits, seed, MIA_SUBSETS,
                                          prepared.device)
             row = {**key, **result.metrics, "run_seconds": result.run_seconds, **result.artifact_seconds,
-                   "retrain_seconds": prepared.retrain_seconds, "mia_subsets_mean": spread[0],
+                   "retrain_seconds": prepared.retrain_seconds, "threads": torch.get_num_threads(),
+                   "retrain_threads": prepared.retrain_threads, "mia_subsets_mean": spread[0],
                    "mia_subsets_std": spread[1]}
             run_log.add(row)
             log(f"  {method} on seed {seed}: Avg. Disparity {row['avg_disparity']:.2f}, {row['run_seconds']:.1f} s")
@@ -264,6 +267,26 @@ def summary_table(runs: pd.DataFrame, order: list[str], failed: dict[str, str]) 
         row["MIA-Efficacy over 5 subsets (std)"] = f"{spread:.2f}" + (" ⚑" if spread > gap else "")
         rows.append(row)
     return pd.DataFrame(rows).fillna("–")
+
+
+def thread_mismatches(runs: pd.DataFrame) -> list[str]:
+    """Evaluation runs whose time / Retrain compares different torch thread counts (the run's and
+    the one Retrain was trained with), or a Retrain whose thread count was not recorded: one line
+    per such seed, for a note under the table."""
+    if "threads" not in runs or "retrain_threads" not in runs:
+        return []
+    notes = []
+    timed = runs[~runs["method"].isin(["original", "retrain"])]
+    for seed, group in timed.groupby("seed"):
+        retrain = group["retrain_threads"].iloc[0]
+        threads = sorted({int(t) for t in group["threads"].dropna()})
+        if pd.isna(retrain):
+            notes.append(f"seed {seed}: Retrain's thread count was not recorded (a model cached before it was kept); "
+                         f"the runs used {', '.join(map(str, threads))}")
+        elif threads != [int(retrain)]:
+            notes.append(f"seed {seed}: runs used {', '.join(map(str, threads))} thread(s), Retrain was trained with "
+                         f"{int(retrain)}")
+    return notes
 
 
 def disparity_figure(runs: pd.DataFrame, path: Path) -> None:
@@ -355,6 +378,10 @@ def main(argv: list[str] | None = None) -> int:
         order = sorted({"retrain", "original", *entry["methods"]}, key=method_sort_key)
         sections += [f"### {sparsity_label(entry['sparsity'])}", "",
                      markdown_table(summary_table(runs, order, entry["failed"])), ""]
+        mismatches = thread_mismatches(runs)
+        if mismatches:
+            sections += ["time / Retrain compares different thread counts here, so read it with care: "
+                         + "; ".join(mismatches) + ".", ""]
     if len(runs_by_level) > 1:
         sections += ["### side by side", "", markdown_table(side_by_side(runs_by_level)), ""]
     sections.append(f"Wall time of this command: {time.perf_counter() - began:.0f} s")

@@ -36,7 +36,7 @@ from study.errors import UserError
 from study.methods.attacker import SelfAttentionAttacker, attack_inputs
 from study.mia import roc_summary
 from study.pipeline import Prepared
-from study.train import predict_logits
+from study.inference import predict_logits
 
 RMIA_OFFLINE_A = 0.3  # RMIA's offline scaling of the reference-model probability (their default)
 RMIA_POPULATION = 1000  # population samples z drawn from the test set

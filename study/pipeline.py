@@ -25,7 +25,7 @@ from study.metrics import avg_disparity, mia_efficacy, true_label_confidence, un
 from study.models import Defender, build_model
 from study.pruning import apply_masks, copy_model, masks_of, omp_prune
 from study.splits import ForgetSpec, Splits, make_splits, parse_forget_spec
-from study.train import predict_logits
+from study.inference import predict_logits
 from study.unlearn_data import UnlearnData
 
 Log = Callable[[str], None]
@@ -46,6 +46,7 @@ class Prepared:
     device: str
     cache: ArtifactCache
     original_key: dict
+    retrain_threads: int | None = None  # torch threads Retrain was trained with (None: not recorded)
 
     def attacker_store(self, log: Log = print) -> AttackerStore:
         """DAU's pre-trained attackers against this original: members are the whole training set
@@ -107,7 +108,7 @@ def mia_efficacy_spread(model: torch.nn.Module, data: ImageDataset, splits: Spli
 def _metric_code_digest() -> str:
     """Digest of the code that computes the metrics: a cached evaluation is reused only by the same code."""
     here = Path(__file__).resolve().parent
-    return source_digest(*(here / name for name in ("metrics.py", "mia.py", "pipeline.py", "train.py")))
+    return source_digest(*(here / name for name in ("inference.py", "metrics.py", "mia.py", "pipeline.py")))
 
 
 def cached_evaluation(cache: ArtifactCache, model_key: dict, model: torch.nn.Module, data: ImageDataset,
@@ -163,7 +164,7 @@ def prepare(config: ExperimentConfig, cache: ArtifactCache, device: str = "cpu",
         original, original_seconds, original_key = sparse.model, original_seconds + sparse.seconds, sparse.key
         masks = masks_of(original)
 
-    retrain = retrain_seconds = retrain_metrics = None
+    retrain = retrain_seconds = retrain_metrics = retrain_threads = None
     if need_retrain:
         def fresh_retrain_init() -> Defender:
             # Retrain starts from a fresh initialisation; a sparse Retrain keeps the OMP mask.
@@ -172,12 +173,12 @@ def prepare(config: ExperimentConfig, cache: ArtifactCache, device: str = "cpu",
 
         gold = trained_model(cache, config, data, "retrain", splits.retain, config.seed, device, log,
                              init=fresh_retrain_init, sparsity=config.sparsity)
-        retrain, retrain_seconds = gold.model, gold.seconds
+        retrain, retrain_seconds, retrain_threads = gold.model, gold.seconds, gold.threads
         retrain_metrics = cached_evaluation(cache, gold.key, retrain, data, splits, config.seed, device)
         retrain_metrics["avg_disparity"] = 0.0
 
     prepared = Prepared(config, data, spec, splits, original, original_seconds, {}, retrain, retrain_seconds,
-                        retrain_metrics, device, cache, original_key)
+                        retrain_metrics, device, cache, original_key, retrain_threads)
     prepared.original_metrics = cached_evaluation(cache, original_key, original, data, splits, config.seed, device)
     if retrain_metrics is not None:
         prepared.original_metrics["avg_disparity"] = avg_disparity(prepared.original_metrics, retrain_metrics)

@@ -75,13 +75,3 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
             progress(epoch + 1, running / steps_per_epoch)
     model.eval()
     return model, time.perf_counter() - start
-
-
-@torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, device: str = "cpu") -> torch.Tensor:
-    """Logits of `model` in eval mode on all of `x`, batched; returned on the CPU."""
-    was_training = model.training
-    model.eval()
-    outputs = [model(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
-    model.train(was_training)
-    return torch.cat(outputs) if outputs else torch.zeros(0)

@@ -1,10 +1,17 @@
 """The Ray Tune Trainable that wraps one unlearning run, for every method alike.
 
-Class API so a trial can checkpoint between epochs and resume where it stopped. `setup`
-reads the cached original and Retrain models (never retrains them per trial), `step` runs
-one epoch of the method (DAU loads its pre-trained attacker, built by the driver, in `setup`) and
-reports `avg_disparity` (the objective), UA, RA, TA, MIA-Efficacy, the metric-based MIAs, the
-attacker's own accuracy, the unlearning run time so far and the losses.
+Class API so a trial can checkpoint between steps and resume where it stopped. `setup`
+reads the cached original and Retrain models (never retrains them per trial), `step` runs the
+method's epochs up to the next one the scheduler reads (DAU loads its pre-trained attacker, built
+by the driver, in `setup`) and reports `avg_disparity` (the objective), UA, RA, TA, MIA-Efficacy,
+the metric-based MIAs, the attacker's own accuracy, the unlearning run time so far and the losses.
+
+Which epochs are evaluated: an evaluation is not cheap at the proxy's scale (20,000 predictions
+and an RBF SVM fitted on 18,000 confidences, about as long as an epoch of fine-tuning at one
+thread), and only some epochs' objectives are ever read. study.tune passes `eval_milestones`:
+ASHA's rungs (epochs 1, 2, 4, 8, …; ASHA ignores results between them) under ASHA, none under
+FIFO; the method's last epoch is always evaluated. `--eval-every-epoch` passes none of this,
+for per-epoch curves.
 
 With `objective: retrain_free` the trial never builds or reads a Retrain model: it reports the
 held-out attacks and `retrain_free_score` (study/heldout.py) instead of Avg. Disparity. With
@@ -106,7 +113,12 @@ def mean_over_seeds(per_seed: list[dict], seeds: list[int]) -> dict:
 class UnlearningTrainable(tune.Trainable):
     """config = {"experiment": {...}, "method": name, "params": {...}, "cache_dir": path,
     "threads": int, "gpus": float, "objective": "avg_disparity" | "retrain_free",
-    "retrain_free_score": bool, "average_seeds": [int, ...] (optional)}"""
+    "retrain_free_score": bool, "average_seeds": [int, ...] (optional),
+    "eval_milestones": [int, ...] | None (optional)}
+
+    A step runs epochs up to the next epoch in `eval_milestones` (or the method's last epoch),
+    evaluates there and reports, so `epoch` (not `training_iteration`) counts epochs. Without
+    `eval_milestones` every epoch is a step and is evaluated."""
 
     def setup(self, config: dict) -> None:
         began = time.perf_counter()
@@ -132,6 +144,8 @@ class UnlearningTrainable(tune.Trainable):
                 run.run_seconds = method.setup_seconds
             self.seed_runs.append(run)
         self.epochs_done = 0
+        milestones = config.get("eval_milestones")
+        self.eval_milestones = None if milestones is None else {int(m) for m in milestones}
         self.epoch_seconds = self.eval_seconds = self.checkpoint_seconds = 0.0
         self.setup_seconds = time.perf_counter() - began - sum(run.run_seconds for run in self.seed_runs)
 
@@ -145,22 +159,32 @@ class UnlearningTrainable(tune.Trainable):
         """The first seed's method (the only one unless `average_seeds` is given)."""
         return self.seed_runs[0].method
 
-    def _step_seed(self, run: SeedRun) -> dict:
+    def _evaluates_after(self, epoch: int) -> bool:
+        return self.eval_milestones is None or epoch in self.eval_milestones
+
+    def _next_report_epoch(self, total_epochs: int) -> int:
+        """The epoch this step runs up to: the next one whose objective the scheduler reads, or the last."""
+        epoch = min(self.epochs_done + 1, total_epochs)
+        while epoch < total_epochs and not self._evaluates_after(epoch):
+            epoch += 1
+        return epoch
+
+    def _step_seed(self, run: SeedRun, until: int) -> dict:
         logs: dict = {}
         if run.method.reference == "retrain":  # the cached gold standard
             metrics = dict(run.prepared.retrain_metrics)
             run.run_seconds = float(run.prepared.retrain_seconds)
         else:
-            if self.epochs_done < run.method.num_epochs:
+            for epoch in range(self.epochs_done, min(until, run.method.num_epochs)):
                 with run.own_global_rng():
-                    logs = run.method.epoch(self.epochs_done)
+                    logs = run.method.epoch(epoch)
                 run.run_seconds += logs["seconds"]
                 self.epoch_seconds += logs["seconds"]
             model = run.prepared.original if run.method.reference == "original" else run.method.model
             began = time.perf_counter()
             metrics = run.prepared.evaluate(model)
-            # Every epoch, even when only logged: ASHA may stop a trial after any epoch, and a trial
-            # without the score would drop out of the comparison of objectives (analysis.selection).
+            # The judge too whenever the objective is evaluated: ASHA may stop a trial at any rung, and
+            # a trial without the score would drop out of the comparison of objectives (analysis.selection).
             if run.judge is not None:
                 metrics.update(run.judge(model))
             self.eval_seconds += time.perf_counter() - began
@@ -182,9 +206,9 @@ class UnlearningTrainable(tune.Trainable):
     def step(self) -> dict:
         first = self.method
         total_epochs = 0 if first.reference == "retrain" else first.num_epochs
-        per_seed = [self._step_seed(run) for run in self.seed_runs]
-        if self.epochs_done < total_epochs:
-            self.epochs_done += 1
+        until = self._next_report_epoch(total_epochs)
+        per_seed = [self._step_seed(run, until) for run in self.seed_runs]
+        self.epochs_done = max(self.epochs_done, until)
         result = mean_over_seeds(per_seed, [run.seed for run in self.seed_runs])
         result.update({"epoch": self.epochs_done, "timing/setup_s": self.setup_seconds,
                        "timing/epochs_s": self.epoch_seconds, "timing/eval_s": self.eval_seconds,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import socket
 import sys
@@ -61,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retrain-free-score", action="store_true",
                         help="also report the retrain-free score and held-out attacks (to compare the objectives)")
     parser.add_argument("--scheduler", choices=("asha", "fifo"), default="asha", help="trial scheduler (default asha)")
+    parser.add_argument("--eval-every-epoch", action="store_true",
+                        help="evaluate every epoch, for per-epoch curves (default: only the epochs the scheduler "
+                             "reads, ASHA's rungs 1, 2, 4, 8, ..., and each trial's last epoch)")
     parser.add_argument("--max-failures", type=int, default=0, help="retries of a failed trial (default 0)")
     parser.add_argument("--top", type=int, default=5, help="trials shown in the final ranking (default 5)")
     parser.add_argument("--quiet", action="store_true", help="no per-trial progress table")
@@ -261,11 +265,27 @@ def prebuild_artifacts(experiment: dict, method_space: MethodSpace, cache: Artif
                       flush=True)
 
 
+ASHA_MAX_EPOCHS, ASHA_GRACE_EPOCHS, ASHA_REDUCTION = 200, 1, 2
+
+
+def eval_milestones(args) -> list[int] | None:
+    """The epochs a trial evaluates at besides its last: ASHA's rungs (the only epochs whose results
+    it reads, computed as Ray's ASHAScheduler lays them out), none under FIFO, or None (every epoch)
+    with --eval-every-epoch."""
+    if args.eval_every_epoch:
+        return None
+    if args.scheduler != "asha":
+        return []
+    rungs = int(math.log(ASHA_MAX_EPOCHS / ASHA_GRACE_EPOCHS) / math.log(ASHA_REDUCTION) + 1)
+    return [ASHA_GRACE_EPOCHS * ASHA_REDUCTION ** k for k in range(rungs)]
+
+
 def _param_space(experiment: dict, method_space: MethodSpace, args, threads: int) -> dict:
     params, experiment_search = method_space.param_space()
     return {"experiment": {**experiment, **experiment_search}, "method": method_space.method, "params": params,
             "cache_dir": str(Path(args.cache_dir).resolve()), "threads": threads, "gpus": args.gpus_per_trial,
             "objective": args.objective, "retrain_free_score": args.retrain_free_score,
+            "eval_milestones": eval_milestones(args),
             **({"average_seeds": list(args.average_seeds)} if args.average_seeds else {})}
 
 
@@ -283,13 +303,14 @@ def _tuner(method_space: MethodSpace, param_space: dict, args, space: SearchSpac
 
         sampler = optuna.samplers.TPESampler(seed=args.seed if args.seed is not None else 0)
         search_alg = ConcurrencyLimiter(OptunaSearch(sampler=sampler), max_concurrent=max_concurrent)
-    max_epochs = 200
-    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=max_epochs, grace_period=1, reduction_factor=2)
+    # time_attr "epoch": a step may run several epochs (study.trainables evaluates only at the rungs)
+    scheduler = (ASHAScheduler(time_attr="epoch", max_t=ASHA_MAX_EPOCHS, grace_period=ASHA_GRACE_EPOCHS,
+                               reduction_factor=ASHA_REDUCTION)
                  if args.scheduler == "asha" else FIFOScheduler())
     reporter = None
     if not args.quiet:
         columns = {OBJECTIVES[args.objective]: "objective", "UA": "UA", "MIA-Efficacy": "MIA", "RA": "RA", "TA": "TA",
-                   "training_iteration": "epochs"}
+                   "epoch": "epochs"}
         reporter = tune.CLIReporter(metric_columns=columns,
                                     parameter_columns={f"params/{k}": k for k in method_space.search},
                                     max_report_frequency=30, sort_by_metric=True)

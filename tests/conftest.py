@@ -10,7 +10,8 @@ from study.cache import ArtifactCache
 from study.config import experiment_from_preset
 from study.pipeline import prepare
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+TEST_THREADS = max(1, min(2, os.cpu_count() or 1))
+torch.set_num_threads(TEST_THREADS)
 
 FAST_EPOCHS = 8  # enough for digits to reach ~97% test accuracy with the small CNN
 

@@ -110,3 +110,21 @@ def test_levels_are_tabulated_side_by_side_from_their_chosen_configurations():
     assert table.loc["FT", "dense Avg. Disparity"] == "3.00 ± 0.00"
     assert table.loc["FT", "95% sparse Avg. Disparity"] == "3.95 ± 0.00"
     assert table.loc["FT", "dense UA"] == "2.50 ± 0.71"
+
+
+def test_time_ratios_over_different_thread_counts_are_pointed_out(compared):
+    from study.compare import thread_mismatches
+
+    root, _ = compared
+    # Retrain and the runs both used the suite's 2 threads: no note under the table
+    assert "different thread counts" not in (root / "out" / "table.md").read_text()
+    runs = pd.DataFrame([
+        {"method": "retrain", "seed": 1, "threads": None, "retrain_threads": 1},
+        {"method": "ft", "seed": 1, "threads": 2, "retrain_threads": 2},
+        {"method": "ft", "seed": 2, "threads": 2, "retrain_threads": 1},
+        {"method": "ga", "seed": 3, "threads": 2, "retrain_threads": None},
+    ])
+    notes = thread_mismatches(runs)
+    assert len(notes) == 2
+    assert notes[0] == "seed 2: runs used 2 thread(s), Retrain was trained with 1"
+    assert notes[1].startswith("seed 3: Retrain's thread count was not recorded")
