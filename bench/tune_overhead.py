@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--configs", type=int, default=3, help="number of trials (distinct learning rates)")
     parser.add_argument("--pretrain", type=int, default=1000,
                         help="pre-training length of DAU's shared attacker (built once, before either side is timed)")
+    parser.add_argument("--epochs", type=int, default=3, help="DAU epochs per trial (default 3)")
     parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "dau-study"))
     parser.add_argument("--out", default=None)
     parser.add_argument("--study", default=None,
@@ -97,7 +98,7 @@ def main() -> None:
         return
     cores = len(os.sched_getaffinity(0))
     rates = LEARNING_RATES[: args.configs]
-    fixed = {"epochs": 3, "attacker_pretrain_iters": args.pretrain}
+    fixed = {"epochs": args.epochs, "attacker_pretrain_iters": args.pretrain}
     experiment = experiment_from_preset(args.preset)
     prepared = prepare(experiment, ArtifactCache(args.cache_dir), log=print)  # warm the cache for both sides
     prepared.attacker_store().get(build_method("dau", fixed).attacker_settings(experiment.seed))
