@@ -4,7 +4,9 @@ A trial evaluates UA, RA, TA and MIA-Efficacy (plus the metric-based MIAs) whene
 reads its objective. This times the parts of one evaluation of the original model, each the
 median of `--repeats`, at the given torch thread count, and one epoch of fine-tuning for scale:
 
-- predictions: logits of the retain, forget and test sets (`study.inference.predict_logits`);
+- predictions: logits of the retain, forget and test sets (`study.inference.predict_logits`), and
+  for comparison the same logits from the model as it is (default memory layout, batches of 1024,
+  as predictions were made before `study/inference.py`);
 - MIA-Efficacy's SVM: the RBF SVM fitted on member and non-member confidences, then applied;
 - metric MIAs: the four threshold attacks.
 
@@ -24,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from study.cache import ArtifactCache  # noqa: E402
-from study.config import experiment_from_preset, resolve_experiment  # noqa: E402
+from study.config import PRESETS, experiment_from_preset, resolve_experiment  # noqa: E402
+from study.errors import cli_entry  # noqa: E402
 from study.methods import build_method  # noqa: E402
 from study.metrics import metric_mia_efficacies, mia_efficacy, true_label_confidence  # noqa: E402
 from study.pipeline import prepare, split_logits  # noqa: E402
@@ -39,14 +42,21 @@ def median_seconds(work, repeats: int) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
+@torch.no_grad()
+def default_layout_logits(model: torch.nn.Module, sets: list[torch.Tensor], batch_size: int = 1024) -> None:
+    model.eval()
+    for x in sets:
+        [model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="digits")
+    parser.add_argument("--preset", default="digits", choices=sorted(PRESETS))
     parser.add_argument("--forget", default="random:10")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "dau-study"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     experiment = resolve_experiment(None, experiment_from_preset(args.preset).as_dict(), {"forget": args.forget})
     prepared = prepare(experiment, ArtifactCache(args.cache_dir), log=print)
@@ -55,6 +65,8 @@ def main() -> None:
     conf = {name: true_label_confidence(logits[name], labels[name]) for name in ("retain", "test", "forget")}
     parts = {
         "predictions": median_seconds(lambda: split_logits(model, data, splits), args.repeats),
+        "predictions, default layout, batches of 1024": median_seconds(lambda: default_layout_logits(model, [
+            data.train_x[splits.retain], data.train_x[splits.forget], data.test_x[splits.test]]), args.repeats),
         "MIA-Efficacy SVM": median_seconds(lambda: mia_efficacy(conf["retain"], conf["test"], conf["forget"]),
                                            args.repeats),
         "metric MIAs": median_seconds(lambda: metric_mia_efficacies(logits, labels), args.repeats),
@@ -69,7 +81,10 @@ def main() -> None:
     for part, seconds in parts.items():
         print(f"| {part} | {seconds:.2f} | {seconds / epoch:.2f} |")
     print(f"| one epoch of FT (for scale) | {epoch:.2f} | 1.00 |")
+    return 0
 
+
+run = cli_entry(main)
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -4,10 +4,10 @@ Kept apart from `train.py` because the artifact cache keys trained models with a
 training code: a change to how predictions are computed must not retrain every cached model.
 
 The model is evaluated through a copy in channels-last memory layout, in batches of 256, which
-runs the Fashion-MNIST proxy's CNN faster on CPU than the default layout in batches of 1024 (an
-evaluation's 20,000 predictions take about 8 s at one thread: `python bench/eval_cost.py --preset
-fmnist-proxy`); the logits agree with the default layout's to about 1e-7. The copy keeps the
-caller's model (and any optimiser state that points at its parameters) exactly as it was.
+runs the Fashion-MNIST proxy's CNN faster on CPU than the default layout in batches of 1024
+(`python bench/eval_cost.py --preset fmnist-proxy --threads 1` times both); the logits agree with
+the default layout's to about 1e-7. The caller's model keeps its weights, memory layout and mode
+(and any optimiser state that points at its parameters stays valid).
 """
 from __future__ import annotations
 

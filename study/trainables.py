@@ -7,8 +7,9 @@ by the driver, in `setup`) and reports `avg_disparity` (the objective), UA, RA, 
 the metric-based MIAs, the attacker's own accuracy, the unlearning run time so far and the losses.
 
 Which epochs are evaluated: an evaluation is not cheap at the proxy's scale (20,000 predictions
-and an RBF SVM fitted on 18,000 confidences, about as long as an epoch of fine-tuning at one
-thread), and only some epochs' objectives are ever read. study.tune passes `eval_milestones`:
+and an RBF SVM fitted on 18,000 confidences, longer than an epoch of fine-tuning at one thread:
+`python bench/eval_cost.py --preset fmnist-proxy --threads 1`), and only some epochs' objectives
+are ever read. study.tune passes `eval_milestones`:
 ASHA's rungs (epochs 1, 2, 4, 8, …; ASHA ignores results between them) under ASHA, none under
 FIFO; the method's last epoch is always evaluated. `--eval-every-epoch` passes none of this,
 for per-epoch curves.
@@ -30,7 +31,7 @@ own (and what `study.run` draws outside Ray). Starting a process per trial (impo
 Ray and the project) cost about 9 s per trial on 2 cores (docs/tune_overhead.md).
 
 With `average_seeds: [0, 1, 2]` one trial runs its configuration once per seed (each seed its
-own split, original, Retrain and method instance, stepped epoch by epoch side by side) and
+own split, original, Retrain and method instance, each step running the same epochs for every seed) and
 reports the mean of every metric over the seeds, plus `seed<k>/<metric>` and
 `seed_std/<objective>`. A configuration tuned on one seed overfits that seed's split and
 initialisation (docs/RESULTS.md, the earlier DAU variant's three-seed runs); averaging makes the objective a property of
