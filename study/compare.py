@@ -15,7 +15,12 @@ For each method (DAU and every baseline; Original and Retrain as reference rows)
      diagnostic: a cell is flagged when that spread exceeds its gap to the nearest other method);
      `disparity_vs_time_<level>.png`; `compare.json` with the budget and the seeds each study recorded.
 A method whose study failed is shown as failed, not dropped. The same command run again reuses
-finished studies and evaluation runs (`runs.csv`) and computes only what is missing.
+finished studies and evaluation runs (`runs.csv`) and computes only what is missing. With
+`--studies-only` it stops after the studies (and `compare.json`, `configs/`): the evaluation seeds
+then run in one sitting, so their run times and their Retrains' are measured on the same machine
+state. A finished study is reused from its records alone (`study.json`, Ray's experiment state,
+each trial's `params.json` and results), so a folder whose `checkpoint_*` folders were deleted to
+save space still resumes.
 
 Dense and sparse side by side: run the command again into the same `--out` with `--sparsity 0.95`.
 Each sparsity level gets its own studies (`studies/<level>/<method>`) and configurations
@@ -66,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpus-per-trial", type=float, default=None, help="passed to study.tune")
     parser.add_argument("--max-concurrent", type=int, default=None, help="passed to study.tune")
     parser.add_argument("--out", default="compare", help="output folder (default ./compare)")
+    parser.add_argument("--studies-only", action="store_true",
+                        help="run (or reuse) the studies and write the chosen configurations, then stop before the "
+                             "evaluation seeds: a long comparison can be tuned in one sitting and evaluated in another")
     add_experiment_arguments(parser)
     return parser
 
@@ -348,14 +356,6 @@ def main(argv: list[str] | None = None) -> int:
         config = best_configs(record["dir"])[0]
         write_config(config, out / "configs" / level / f"{method}.yaml")
         configs[method] = config
-    cache = ArtifactCache(args.cache_dir)
-    prepared_by_seed = {seed: prepare(resolve_experiment(None, experiment.as_dict(), {"seed": seed}), cache, log=log)
-                        for seed in args.eval_seeds}
-    run_log = RunLog(out / "runs.csv")
-    rows = []
-    for method in ("retrain", "original", *configs):
-        params = configs[method]["params"] if method in configs else {}
-        rows += evaluation_rows(method, params, args, run_log, prepared_by_seed, log)
     seeds_seen = {method: {"seed": (record.get("experiment") or {}).get("seed"),
                            "average_seeds": record.get("average_seeds"), "trials": record.get("num_trials"),
                            "status": record.get("status"), "dir": record.get("dir")}
@@ -365,6 +365,20 @@ def main(argv: list[str] | None = None) -> int:
         "configs": {method: config["params"] for method, config in configs.items()}}}
     record = {**current, "levels": levels}
     write_file_atomically(out / "compare.json", json.dumps(record, indent=2, default=str))
+    if args.studies_only:
+        log(f"--studies-only: {len(configs)} configuration(s) in {out / 'configs' / level}; evaluation seeds not run "
+            "(the same command without --studies-only runs them)")
+        if len(failed) == len(args.methods):
+            raise UserError(f"every study failed; see {out / 'studies' / level}/<method>/tune.log")
+        return 0
+    cache = ArtifactCache(args.cache_dir)
+    prepared_by_seed = {seed: prepare(resolve_experiment(None, experiment.as_dict(), {"seed": seed}), cache, log=log)
+                        for seed in args.eval_seeds}
+    run_log = RunLog(out / "runs.csv")
+    rows = []
+    for method in ("retrain", "original", *configs):
+        params = configs[method]["params"] if method in configs else {}
+        rows += evaluation_rows(method, params, args, run_log, prepared_by_seed, log)
     disparity_figure(pd.DataFrame(rows), out / f"disparity_vs_time_{level}.png")
 
     sections = [f"Command: `{command}`", "",

@@ -128,3 +128,25 @@ def test_time_ratios_over_different_thread_counts_are_pointed_out(compared):
     assert len(notes) == 2
     assert notes[0] == "seed 2: runs used 2 thread(s), Retrain was trained with 1"
     assert notes[1].startswith("seed 3: Retrain's thread count was not recorded")
+
+
+def test_studies_only_stops_before_the_evaluation_seeds_and_resumes_without_checkpoints(compared, cache_dir, tmp_path):
+    """A comparison tuned in one sitting and evaluated in another: the finished studies' records are
+    enough (their checkpoint folders deleted), and --studies-only runs no evaluation seed."""
+    import shutil
+
+    root, _ = compared
+    copy = tmp_path / "out"
+    shutil.copytree(root / "out", copy, ignore=shutil.ignore_patterns("checkpoint_*", "runs.csv", "configs",
+                                                                      "table.md"))
+    assert not list(copy.glob("studies/**/checkpoint_*"))
+    result = _compare(copy, cache_dir, "--studies-only")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("reused") == 2 and "evaluation seeds not run" in result.stdout
+    assert not (copy / "runs.csv").exists() and not (copy / "table.md").exists()
+    import yaml
+
+    for method in ("ft", "ga"):
+        chosen, before = (yaml.safe_load((folder / "configs" / "dense" / f"{method}.yaml").read_text())
+                          for folder in (copy, root / "out"))
+        assert chosen["params"] == before["params"] and chosen["source"]["trial_id"] == before["source"]["trial_id"]
