@@ -321,6 +321,13 @@ def disparity_figure(runs: pd.DataFrame, path: Path) -> None:
     plt.close(figure)
 
 
+def exit_status(failed: dict[str, str], methods: list[str], studies: Path) -> int:
+    """0 when at least one study finished; every study failing is an error (after what could be written is)."""
+    if len(failed) == len(methods):
+        raise UserError(f"every study failed; see {studies}/<method>/tune.log")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from analysis.formatting import markdown_table, method_sort_key
     from analysis.table import sparsity_label
@@ -368,9 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.studies_only:
         log(f"--studies-only: {len(configs)} configuration(s) in {out / 'configs' / level}; evaluation seeds not run "
             "(the same command without --studies-only runs them)")
-        if len(failed) == len(args.methods):
-            raise UserError(f"every study failed; see {out / 'studies' / level}/<method>/tune.log")
-        return 0
+        return exit_status(failed, args.methods, out / "studies" / level)
     cache = ArtifactCache(args.cache_dir)
     prepared_by_seed = {seed: prepare(resolve_experiment(None, experiment.as_dict(), {"seed": seed}), cache, log=log)
                         for seed in args.eval_seeds}
@@ -402,9 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(sections)
     (out / "table.md").write_text(text + "\n")
     print("\n" + text)
-    if len(failed) == len(args.methods):
-        raise UserError(f"every study failed; see {out / 'studies' / level}/<method>/tune.log")
-    return 0
+    return exit_status(failed, args.methods, out / "studies" / level)
 
 
 run = cli_entry(main)

@@ -1,10 +1,12 @@
 """study.compare end to end on digits: two methods, a budget of 2, tuning and evaluation seeds apart."""
 import json
+import shutil
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
+import yaml
 
 from tests.cli import run_in_process
 from tests.conftest import FAST_EPOCHS
@@ -133,8 +135,6 @@ def test_time_ratios_over_different_thread_counts_are_pointed_out(compared):
 def test_studies_only_stops_before_the_evaluation_seeds_and_resumes_without_checkpoints(compared, cache_dir, tmp_path):
     """A comparison tuned in one sitting and evaluated in another: the finished studies' records are
     enough (their checkpoint folders deleted), and --studies-only runs no evaluation seed."""
-    import shutil
-
     root, _ = compared
     copy = tmp_path / "out"
     shutil.copytree(root / "out", copy, ignore=shutil.ignore_patterns("checkpoint_*", "runs.csv", "configs",
@@ -144,8 +144,6 @@ def test_studies_only_stops_before_the_evaluation_seeds_and_resumes_without_chec
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("reused") == 2 and "evaluation seeds not run" in result.stdout
     assert not (copy / "runs.csv").exists() and not (copy / "table.md").exists()
-    import yaml
-
     for method in ("ft", "ga"):
         chosen, before = (yaml.safe_load((folder / "configs" / "dense" / f"{method}.yaml").read_text())
                           for folder in (copy, root / "out"))

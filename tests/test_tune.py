@@ -97,8 +97,8 @@ def _terminated_trials(study_dir: Path) -> dict[str, float]:
 def test_killed_study_resumes_and_keeps_finished_trials(tmp_path, digits_random, cache_dir):
     # FT trials: the resume path is the same for every method, and FT's trials cost a fraction of DAU's.
     # Each runs 20 short epochs (evaluated once, at the end, under FIFO), so that a trial lasts a few
-    # seconds even on a fast machine and the kill lands mid-study: with 2 epochs, a machine that ran
-    # the suite in 3.5 minutes finished all 8 trials before the kill.
+    # seconds even on a fast machine and the kill lands mid-study (with 2 epochs, a fast machine
+    # finished all 8 trials before the kill).
     trials = 8
     space = write_space(tmp_path, method="ft", fixed={"epochs": 20}, search={"lr": {"loguniform": [1e-3, 1e-1]}},
                         study={"num_samples": trials, "max_concurrent": 1})
