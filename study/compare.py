@@ -20,7 +20,8 @@ finished studies and evaluation runs (`runs.csv`) and computes only what is miss
 then run in one sitting, so their run times and their Retrains' are measured on the same machine
 state. A finished study is reused from its records alone (`study.json`, Ray's experiment state,
 each trial's `params.json` and results), so a folder whose `checkpoint_*` folders were deleted to
-save space still resumes.
+save space still resumes; and when a study's whole folder is gone (a comparison kept in version
+control holds `compare.json` and `configs/` only), the configuration it chose is reused as recorded.
 
 Dense and sparse side by side: run the command again into the same `--out` with `--sparsity 0.95`.
 Each sparsity level gets its own studies (`studies/<level>/<method>`) and configurations
@@ -38,6 +39,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from study.cache import ArtifactCache
 from study.cli_common import add_experiment_arguments, experiment_overrides, set_threads
@@ -160,11 +162,34 @@ def check_same_comparison(record_path: Path, current: dict) -> dict:
     return record
 
 
+def recorded_study(method: str, out: Path, level: str, previous: dict, budget: int) -> dict | None:
+    """A study that compare.json records as finished with this budget but whose folder is gone, with
+    the configuration chosen from it (`configs/<level>/<method>.yaml`), or None. A comparison kept
+    in version control holds compare.json and configs/ but not the studies' bulky folders; its
+    evaluation seeds can still be run (or resumed) from there without tuning again."""
+    entry = (((previous.get("levels") or {}).get(level) or {}).get("studies") or {}).get(method)
+    config_path = out / "configs" / level / f"{method}.yaml"
+    if not entry or entry.get("status") != "finished" or entry.get("trials") != budget or not config_path.is_file():
+        return None
+    config = yaml.safe_load(config_path.read_text())
+    if not isinstance(config, dict) or config.get("method") != method or not isinstance(config.get("params"), dict):
+        raise UserError(f"{config_path} is not {method}'s configuration; move it away to tune {method} again")
+    return {"status": "finished", "num_trials": budget, "experiment": {"seed": entry.get("seed")},
+            "average_seeds": entry.get("average_seeds"), "dir": entry.get("dir"), "config": config}
+
+
 def run_study(method: str, args: argparse.Namespace, out: Path, preset: str, forget: str, log,
-              level: str = "dense") -> dict:
-    """Tune one method (or reuse its finished study); returns its record, with `status` and `dir`."""
+              level: str = "dense", previous: dict | None = None) -> dict:
+    """Tune one method (or reuse its finished study, from its folder or, when that is gone, from
+    compare.json and its chosen configuration); returns its record, with `status` and `dir`."""
     root = out / "studies" / level / method
     existing = find_study_dir(root)
+    if existing is None:
+        recorded = recorded_study(method, out, level, previous or {}, args.budget)
+        if recorded is not None:
+            log(f"{method}: study finished earlier (recorded in compare.json; its folder is absent), "
+                f"reused through configs/{level}/{method}.yaml")
+            return recorded
     if existing is not None:
         record = study_record(existing)
         if record.get("status") == "finished" and record.get("num_trials") == args.budget:
@@ -354,14 +379,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{' '.join(map(str, args.tune_seeds))}, evaluation seed(s) {' '.join(map(str, args.eval_seeds))}; "
         f"{sparsity_label(experiment.sparsity)}")
     began = time.perf_counter()
-    studies = {method: run_study(method, args, out, preset, experiment.forget, log, level) for method in args.methods}
+    studies = {method: run_study(method, args, out, preset, experiment.forget, log, level, previous)
+               for method in args.methods}
     failed = {m: r.get("reason", "failed") for m, r in studies.items() if r.get("status") != "finished"}
     configs = {}
     for method, record in studies.items():
         if method in failed:
             continue
-        config = best_configs(record["dir"])[0]
-        write_config(config, out / "configs" / level / f"{method}.yaml")
+        if "config" in record:  # reused through its configuration: nothing to export again
+            config = record["config"]
+        else:
+            config = best_configs(record["dir"])[0]
+            config["source"]["study"] = record["dir"]  # as the command named it, not this machine's absolute path
+            write_config(config, out / "configs" / level / f"{method}.yaml")
         configs[method] = config
     seeds_seen = {method: {"seed": (record.get("experiment") or {}).get("seed"),
                            "average_seeds": record.get("average_seeds"), "trials": record.get("num_trials"),

@@ -148,3 +148,25 @@ def test_studies_only_stops_before_the_evaluation_seeds_and_resumes_without_chec
         chosen, before = (yaml.safe_load((folder / "configs" / "dense" / f"{method}.yaml").read_text())
                           for folder in (copy, root / "out"))
         assert chosen["params"] == before["params"] and chosen["source"]["trial_id"] == before["source"]["trial_id"]
+
+
+def test_a_comparison_without_its_studies_folder_evaluates_from_its_configurations(compared, cache_dir, tmp_path):
+    """What version control keeps of a comparison (compare.json, configs/, runs.csv, no studies/)
+    resumes from there: no study is tuned again and the chosen configurations are the ones run."""
+    root, _ = compared
+    copy = tmp_path / "kept"
+    shutil.copytree(root / "out", copy, ignore=shutil.ignore_patterns("studies", "table.md"))
+    before = (copy / "runs.csv").read_text()
+    result = _compare(copy, cache_dir)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.stdout.count("its folder is absent") == 2 and "study of" not in result.stdout
+    assert not (copy / "studies").exists()
+    assert (copy / "runs.csv").read_text() == before  # same params, so every evaluation row was found
+    assert "FT" in (copy / "table.md").read_text()
+
+
+def test_a_chosen_configuration_names_its_study_as_the_command_did(compared):
+    root, _ = compared
+    chosen = yaml.safe_load((root / "out" / "configs" / "dense" / "ft.yaml").read_text())
+    record = json.loads((root / "out" / "compare.json").read_text())
+    assert chosen["source"]["study"] == record["levels"]["dense"]["studies"]["ft"]["dir"]
