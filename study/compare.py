@@ -222,19 +222,23 @@ def run_study(method: str, args: argparse.Namespace, out: Path, preset: str, for
     return {**record, "dir": str(study_dir)}
 
 
-def evaluation_rows(method: str, params: dict, args: argparse.Namespace, run_log, prepared_by_seed, log) -> list[dict]:
-    """One row per evaluation seed for `method` at `params` (Original and Retrain: their cached models)."""
+def evaluation_rows(method: str, params: dict, args: argparse.Namespace, run_log, configs_by_seed: dict,
+                    prepared_for, log) -> list[dict]:
+    """One row per evaluation seed for `method` at `params` (Original and Retrain: their cached models).
+    A row already in the run log is read back; only a missing one asks `prepared_for(seed)` for the
+    seed's data and models, so a finished comparison re-runs without training any model."""
     import torch
 
     from study.pipeline import mia_efficacy_spread
     from study.runner import run_method
 
     rows = []
-    for seed, prepared in prepared_by_seed.items():
-        key = {"preset": args.preset or "digits", "forget": prepared.config.forget, "method": method,
-               "sparsity": prepared.config.sparsity, "seed": seed, "params": json.dumps(params, sort_keys=True)}
+    for seed, config in configs_by_seed.items():
+        key = {"preset": args.preset or "digits", "forget": config.forget, "method": method,
+               "sparsity": config.sparsity, "seed": seed, "params": json.dumps(params, sort_keys=True)}
         row = run_log.get(key)
         if row is None:
+            prepared = prepared_for(seed)
             result = run_method(prepared, build_method(method, params), log=lambda m: None)
             spread = mia_efficacy_spread(result.model, prepared.data, prepared.splits, seed, MIA_SUBSETS,
                                          prepared.device)
@@ -407,13 +411,19 @@ def main(argv: list[str] | None = None) -> int:
             "(the same command without --studies-only runs them)")
         return exit_status(failed, args.methods, out / "studies" / level)
     cache = ArtifactCache(args.cache_dir)
-    prepared_by_seed = {seed: prepare(resolve_experiment(None, experiment.as_dict(), {"seed": seed}), cache, log=log)
-                        for seed in args.eval_seeds}
+    configs_by_seed = {seed: resolve_experiment(None, experiment.as_dict(), {"seed": seed}) for seed in args.eval_seeds}
+    prepared_by_seed: dict = {}
+
+    def prepared_for(seed: int):
+        if seed not in prepared_by_seed:
+            prepared_by_seed[seed] = prepare(configs_by_seed[seed], cache, log=log)
+        return prepared_by_seed[seed]
+
     run_log = RunLog(out / "runs.csv")
     rows = []
     for method in ("retrain", "original", *configs):
         params = configs[method]["params"] if method in configs else {}
-        rows += evaluation_rows(method, params, args, run_log, prepared_by_seed, log)
+        rows += evaluation_rows(method, params, args, run_log, configs_by_seed, prepared_for, log)
     disparity_figure(pd.DataFrame(rows), out / f"disparity_vs_time_{level}.png")
 
     sections = [f"Command: `{command}`", "",

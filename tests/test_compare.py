@@ -152,14 +152,16 @@ def test_studies_only_stops_before_the_evaluation_seeds_and_resumes_without_chec
 
 def test_a_comparison_without_its_studies_folder_evaluates_from_its_configurations(compared, cache_dir, tmp_path):
     """What version control keeps of a comparison (compare.json, configs/, runs.csv, no studies/)
-    resumes from there: no study is tuned again and the chosen configurations are the ones run."""
+    resumes from there on a machine without its artifact cache: no study is tuned again, no model
+    is trained (every evaluation row is in runs.csv) and the chosen configurations are the ones run."""
     root, _ = compared
     copy = tmp_path / "kept"
     shutil.copytree(root / "out", copy, ignore=shutil.ignore_patterns("studies", "table.md"))
     before = (copy / "runs.csv").read_text()
-    result = _compare(copy, cache_dir)
+    result = _compare(copy, tmp_path / "empty-cache")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert result.stdout.count("its folder is absent") == 2 and "study of" not in result.stdout
+    assert "training" not in result.stdout
     assert not (copy / "studies").exists()
     assert (copy / "runs.csv").read_text() == before  # same params, so every evaluation row was found
     assert "FT" in (copy / "table.md").read_text()
