@@ -39,10 +39,9 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from study.cache import ArtifactCache
-from study.cli_common import add_experiment_arguments, experiment_overrides, set_threads
+from study.cli_common import add_experiment_arguments, experiment_overrides, read_method_config, set_threads
 from study.config import resolve_experiment
 from study.errors import UserError, cli_entry
 from study.staging import write_file_atomically
@@ -171,8 +170,8 @@ def recorded_study(method: str, out: Path, level: str, previous: dict, budget: i
     config_path = out / "configs" / level / f"{method}.yaml"
     if not entry or entry.get("status") != "finished" or entry.get("trials") != budget or not config_path.is_file():
         return None
-    config = yaml.safe_load(config_path.read_text())
-    if not isinstance(config, dict) or config.get("method") != method or not isinstance(config.get("params"), dict):
+    config = read_method_config(str(config_path), f"{method}'s chosen configuration")
+    if config.get("method") != method:
         raise UserError(f"{config_path} is not {method}'s configuration; move it away to tune {method} again")
     return {"status": "finished", "num_trials": budget, "experiment": {"seed": entry.get("seed")},
             "average_seeds": entry.get("average_seeds"), "dir": entry.get("dir"), "config": config}
@@ -184,17 +183,17 @@ def run_study(method: str, args: argparse.Namespace, out: Path, preset: str, for
     compare.json and its chosen configuration); returns its record, with `status` and `dir`."""
     root = out / "studies" / level / method
     existing = find_study_dir(root)
-    if existing is None:
-        recorded = recorded_study(method, out, level, previous or {}, args.budget)
-        if recorded is not None:
-            log(f"{method}: study finished earlier (recorded in compare.json; its folder is absent), "
-                f"reused through configs/{level}/{method}.yaml")
-            return recorded
     if existing is not None:
         record = study_record(existing)
         if record.get("status") == "finished" and record.get("num_trials") == args.budget:
             log(f"{method}: study finished earlier ({existing}), reused")
             return {**record, "dir": str(existing)}
+    else:
+        recorded = recorded_study(method, out, level, previous or {}, args.budget)
+        if recorded is not None:
+            log(f"{method}: study finished earlier (recorded in compare.json; its folder is absent), "
+                f"reused through configs/{level}/{method}.yaml")
+            return recorded
     seeds = (["--seed", str(args.tune_seeds[0])] if len(args.tune_seeds) == 1
              else ["--seed", str(args.tune_seeds[0]), "--average-seeds", *map(str, args.tune_seeds)])
     command = [sys.executable, "-m", "study.tune", *space_of(method, args, preset, forget), "--num-samples",
