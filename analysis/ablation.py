@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.formatting import METRIC_NAMES, markdown_table, mean_std, output_folder
-from analysis.load import METRICS, finished, load_study
-from study.errors import UserError, cli_entry
+from analysis.formatting import markdown_table, mean_std, output_folder
+from study.evaluation.names import HEADLINE, label
+from study.records.trials import finished, load_study
+from study.core.errors import UserError, cli_entry
 
 REPORT_FILE = "ablation.md"
 
@@ -58,7 +59,7 @@ def paired_trials(frame: pd.DataFrame, factor: str) -> tuple[pd.DataFrame, pd.Da
     return sides[0].loc[common], sides[1].loc[common], levels
 
 
-def ablation_statistics(frame: pd.DataFrame, factor: str, metrics=METRICS) -> tuple[pd.DataFrame, pd.DataFrame]:
+def ablation_statistics(frame: pd.DataFrame, factor: str, metrics=HEADLINE) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per-level table, per-metric paired test table) for one on/off factor."""
     first, second, levels = paired_trials(frame, factor)
     name = factor.removeprefix("params.")
@@ -85,10 +86,10 @@ def ablation_statistics(frame: pd.DataFrame, factor: str, metrics=METRICS) -> tu
 def markdown_report(frame: pd.DataFrame, factor: str) -> str:
     levels, tests = ablation_statistics(frame, factor)
     name = factor.removeprefix("params.")
-    shown_levels = pd.DataFrame([{name: str(row[name]), **{METRIC_NAMES[m]: mean_std(row[f"{m}_mean"], row[f"{m}_std"])
-                                                           for m in METRICS}, "trials": row["pairs"]}
+    shown_levels = pd.DataFrame([{name: str(row[name]), **{label(m): mean_std(row[f"{m}_mean"], row[f"{m}_std"])
+                                                           for m in HEADLINE}, "trials": row["pairs"]}
                                  for row in levels.to_dict("records")])
-    shown_tests = pd.DataFrame([{"metric": METRIC_NAMES[row["metric"]],
+    shown_tests = pd.DataFrame([{"metric": label(row["metric"]),
                                  f"difference ({name}={levels[name][1]} − {name}={levels[name][0]})":
                                      mean_std(row["difference_mean"], row["difference_std"]),
                                  "t": row["t"], "p (paired t-test)": row["p_value"], "pairs": row["pairs"]}
@@ -107,17 +108,17 @@ def ablation_figure(frame: pd.DataFrame, factor: str, path: Path) -> Path:
     levels, _ = ablation_statistics(frame, factor)
     name = factor.removeprefix("params.")
     ok = finished(frame)
-    x = np.arange(len(METRICS))
+    x = np.arange(len(HEADLINE))
     width = 0.8 / len(levels)
     fig, ax = plt.subplots(figsize=(8, 4))
     for i, row in enumerate(levels.to_dict("records")):
-        ax.bar(x + (i - (len(levels) - 1) / 2) * width, [row[f"{m}_mean"] for m in METRICS], width,
-               yerr=[0 if np.isnan(row[f"{m}_std"]) else row[f"{m}_std"] for m in METRICS], capsize=3,
+        ax.bar(x + (i - (len(levels) - 1) / 2) * width, [row[f"{m}_mean"] for m in HEADLINE], width,
+               yerr=[0 if np.isnan(row[f"{m}_std"]) else row[f"{m}_std"] for m in HEADLINE], capsize=3,
                label=f"{name}={row[name]}")
-    retrain = [ok[f"retrain.{m}"].mean() if f"retrain.{m}" in ok else np.nan for m in METRICS]
-    retrain[METRICS.index("avg_disparity")] = 0.0
+    retrain = [ok[f"retrain.{m}"].mean() if f"retrain.{m}" in ok else np.nan for m in HEADLINE]
+    retrain[HEADLINE.index("avg_disparity")] = 0.0
     ax.scatter(x, retrain, marker="_", s=600, color="black", label="Retrain", zorder=3)
-    ax.set_xticks(x, [METRIC_NAMES[m] for m in METRICS])
+    ax.set_xticks(x, [label(m) for m in HEADLINE])
     ax.set_ylabel("%")
     ax.set_title(f"Ablation of {name} (mean ± std over paired trials)")
     ax.legend()

@@ -1,5 +1,6 @@
 """Shared output helpers for the analysis commands: Markdown tables without `tabulate`,
-"mean ± std" cells, method display names, and report folders written all-or-nothing."""
+"mean ± std" cells, and report folders written all-or-nothing. Method names and their order come
+from the method classes (`study.methods`), metric labels from `study.evaluation.names`."""
 from __future__ import annotations
 
 import math
@@ -9,24 +10,9 @@ from typing import Iterator
 
 import pandas as pd
 
-from study.errors import UserError
-from study.staging import staged_folder
-
-# The paper's Table 1 order; methods not listed follow in alphabetical order.
-METHOD_ORDER = ("retrain", "original", "ft", "ga", "ff", "iu", "neggrad+", "rl", "l1-sparse", "salun", "scrub", "dau")
-DISPLAY_NAMES = {"retrain": "Retrain", "original": "Original", "ft": "FT", "ga": "GA", "ff": "FF", "iu": "IU",
-                 "neggrad+": "NegGrad+", "rl": "RL", "l1-sparse": "ℓ1-sparse", "salun": "SalUn", "scrub": "SCRUB",
-                 "dau": "DAU"}
-METRIC_NAMES = {"UA": "UA", "MIA-Efficacy": "MIA-Efficacy", "RA": "RA", "TA": "TA",
-                "avg_disparity": "Avg. Disparity", "run_seconds": "run time (s)"}
-
-
-def method_sort_key(method: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
-
-
-def display_name(method: str) -> str:
-    return DISPLAY_NAMES.get(method, method)
+from study.core.errors import UserError
+from study.core.staging import staged_folder
+from study.methods import display_name, sort_key as method_sort_key  # noqa: F401  (the one order and names)
 
 
 def mean_std(mean: float, std: float, digits: int = 2) -> str:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from study.cli_common import set_threads
-from study.errors import cli_entry
-from study.metrics import fit_confidence_svm, member_subset, true_label_confidence
+from study.core.errors import cli_entry
+from study.evaluation.metrics import fit_confidence_svm, member_subset, true_label_confidence
 
 QUANTILES = (0.05, 0.2, 0.5, 0.8)
 GRID_POINTS = 20001  # the member region is read off the SVM's predictions on this grid over [0, 1]
@@ -54,9 +54,9 @@ def svm_boundary(confidences: dict[str, np.ndarray], seed: int) -> Boundary:
         counts={"members": len(fitted_members), "non_members": len(test)})
 
 
-def run_confidences(run) -> dict[str, np.ndarray]:  # noqa: ANN001 - a study.run_folder.LoadedRun
+def run_confidences(run) -> dict[str, np.ndarray]:  # noqa: ANN001 - a study.records.run_folder.LoadedRun
     """True-label confidences of a loaded run's retain, forget and test sets (the metric's sets)."""
-    from study.pipeline import split_logits
+    from study.evaluation.evaluate import split_logits
 
     logits, labels = split_logits(run.model, run.data, run.splits)  # predict_logits runs without gradients
     return {name: true_label_confidence(logits[name], labels[name]) for name in ("retain", "forget", "test")}
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     set_threads(args.threads)
-    from study.run_folder import load_run
+    from study.records.run_folder import load_run
 
     for index, folder in enumerate(args.runs):
         run = load_run(folder)

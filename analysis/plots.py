@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.formatting import METRIC_NAMES, display_name
-from analysis.load import METRICS, finished
+from analysis.formatting import display_name
+from study.evaluation.names import label
+from study.evaluation.names import HEADLINE, label
+from study.records.trials import finished
 
-OBJECTIVE_LABELS = {"avg_disparity": "Avg. Disparity to Retrain", "retrain_free_score": "retrain-free score"}
 
 import matplotlib
 
@@ -31,14 +32,14 @@ def metric_bars(summary: pd.DataFrame, path: Path) -> Path:
     `analysis.table.summarize`'s output for one sparsity."""
     methods = summary[summary["method"] != "retrain"]
     retrain = summary[summary["method"] == "retrain"]
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3.6), sharey=False)
+    fig, axes = plt.subplots(1, len(HEADLINE), figsize=(3.2 * len(HEADLINE), 3.6), sharey=False)
     labels = [display_name(m) for m in methods["method"]]
-    for ax, metric in zip(axes, METRICS):
+    for ax, metric in zip(axes, HEADLINE):
         ax.bar(labels, methods[f"{metric}_mean"], yerr=methods[f"{metric}_std"].fillna(0), capsize=2, color="tab:blue")
         if len(retrain) and metric != "avg_disparity":
             ax.axhline(float(retrain[f"{metric}_mean"].iloc[0]), color="black", linestyle="--", label="Retrain")
             ax.legend(fontsize=7)
-        ax.set_title(METRIC_NAMES[metric])
+        ax.set_title(label(metric))
         ax.tick_params(axis="x", rotation=60, labelsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -67,7 +68,7 @@ def pareto_front(frame: pd.DataFrame, path: Path, by: str = "avg_disparity") -> 
     front = front.sort_values("run_seconds")
     ax.step(front["run_seconds"], front[by], where="post", color="black", linewidth=1, label="Pareto front")
     ax.set_xlabel("unlearning run time (s)")
-    ax.set_ylabel(f"{OBJECTIVE_LABELS.get(by, by)} (lower is better)")
+    ax.set_ylabel(f"{label(by)} (lower is better)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -163,7 +164,7 @@ def parallel_coordinates(frame: pd.DataFrame, path: Path, search: dict | None = 
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ax = optuna.visualization.matplotlib.plot_parallel_coordinate(study, target_name=OBJECTIVE_LABELS.get(by, by))
+        ax = optuna.visualization.matplotlib.plot_parallel_coordinate(study, target_name=label(by))
     ax.figure.set_size_inches(8, 4.5)
     ax.figure.tight_layout()
     ax.figure.savefig(path, dpi=110)

@@ -12,8 +12,9 @@ import sys
 import pandas as pd
 
 from analysis.formatting import format_number, markdown_table
-from analysis.load import METRICS, OBJECTIVE_COLUMNS, default_objective, finished, load_study
-from study.errors import UserError, cli_entry
+from study.evaluation.names import HEADLINE, OBJECTIVE_COLUMNS
+from study.records.trials import default_objective, finished, load_study
+from study.core.errors import UserError, cli_entry
 
 
 def ranking(frame: pd.DataFrame, top: int | None = None, by: str | None = None) -> pd.DataFrame:
@@ -24,7 +25,7 @@ def ranking(frame: pd.DataFrame, top: int | None = None, by: str | None = None) 
     if top:
         ok = ok.head(top)
     searched = [c for c in frame.columns if c.startswith("params.") and frame[c].nunique(dropna=True) > 1]
-    shown = [c for c in (*OBJECTIVE_COLUMNS, *METRICS) if c in ok and (c == by or ok[c].notna().any())]
+    shown = [c for c in dict.fromkeys((*OBJECTIVE_COLUMNS, *HEADLINE)) if c in ok and (c == by or ok[c].notna().any())]
     shown = list(dict.fromkeys([by, *shown]))
     table = ok[["trial_id", "method", *shown, "run_seconds", *searched]].copy()
     spread = f"seed_std/{by}"
@@ -34,7 +35,7 @@ def ranking(frame: pd.DataFrame, top: int | None = None, by: str | None = None) 
     if len(ok) and ok["retrain.UA"].notna().any():
         first = ok.iloc[0]
         reference = {"rank": "", "trial_id": "Retrain", "method": "retrain", "run_seconds": first["retrain_seconds"],
-                     **{m: first[f"retrain.{m}"] for m in METRICS}}
+                     **{m: first[f"retrain.{m}"] for m in HEADLINE}}
         reference["avg_disparity"] = 0.0
         table = pd.concat([table, pd.DataFrame([reference])], ignore_index=True)
     return table.rename(columns=lambda c: c.removeprefix("params."))

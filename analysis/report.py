@@ -18,10 +18,11 @@ import yaml
 
 from analysis import ablation, plots
 from analysis.formatting import markdown_table, output_folder
-from analysis.load import default_objective, find_study_dirs, finished, load_study
+from study.records.trials import default_objective, find_study_dirs, finished, load_study
 from analysis.rank import not_finished, ranking
 from analysis.table import study_runs, summarize, wide_table, sparsity_label
-from study.errors import UserError, cli_entry
+from study.evaluation.names import label
+from study.core.errors import UserError, cli_entry
 
 REPORT_FILE = "report.md"
 
@@ -104,7 +105,7 @@ def _search_section(meta: dict) -> dict | None:
 
 
 def package_versions() -> dict[str, str]:
-    from study.run import package_versions as study_versions
+    from study.core.versions import package_versions as study_versions
 
     versions = study_versions()
     from importlib.metadata import PackageNotFoundError, version
@@ -143,7 +144,7 @@ def build_report(study_dirs: list[str], figures: Path, top: int) -> Report:
     if ok.empty:
         return report
 
-    report.heading(f"Ranking by {plots.OBJECTIVE_LABELS.get(by, by)}")
+    report.heading(f"Ranking by {label(by)}")
     report.table(ranking(frame, top, by))
 
     report.heading("Methods (Table 1 layout; best configuration per method, mean ± std over seeds)")
@@ -173,7 +174,7 @@ def build_report(study_dirs: list[str], figures: Path, top: int) -> Report:
     report.heading("Figures")
     plots.pareto_front(frame, figures / "pareto_front.png", by)
     report.image(Path(figures.name) / "pareto_front.png",
-                 f"{plots.OBJECTIVE_LABELS.get(by, by)} vs unlearning run time, every finished trial")
+                 f"{label(by)} vs unlearning run time, every finished trial")
     for method, group in frame.groupby("method"):
         search = next((_search_section(m) for m in metas if m.get("method") == method), None)
         found = plots.importance(group, figures / f"importance_{method}.png", search, by)

@@ -15,11 +15,12 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.formatting import format_number, markdown_table
-from study.errors import UserError, cli_entry
-from study.methods import METHODS
-from study.run_folder import read_run_json
+from study.core.errors import UserError, cli_entry
+from study.evaluation.names import HEADLINE, shared_seconds, time_ratio
+from study.methods import METHODS, shared_artifact_keys
+from study.records.run_folder import read_run_json
 
-HEADLINE = ("UA", "MIA-Efficacy", "RA", "TA", "avg_disparity")
+
 
 
 def read_run(folder: str | Path) -> dict:
@@ -47,11 +48,11 @@ def read_run(folder: str | Path) -> dict:
         row["TA - Retrain"] = own["TA"] - retrain["TA"]
     row["run_seconds"] = metrics.get("run_seconds")
     row["time/Retrain"] = metrics.get("time_ratio_to_retrain")
-    pretrain = metrics.get("attacker_pretrain_seconds")
-    if pretrain is not None:  # DAU's shared attacker pre-training, reported apart from the run time
+    if any(key in metrics for key in shared_artifact_keys()):  # shared pre-training, apart from the run time
+        pretrain = shared_seconds(metrics, shared_artifact_keys())
         row["pretrain_seconds"] = pretrain
-        if metrics.get("retrain_seconds"):
-            row["time/Retrain with pretrain"] = (metrics["run_seconds"] + pretrain) / metrics["retrain_seconds"]
+        row["time/Retrain with pretrain"] = time_ratio(metrics.get("run_seconds"), metrics.get("retrain_seconds"),
+                                                        pretrain)
     row.update({f"params.{key}": value for key, value in with_defaults(row["method"], config.get("params")).items()})
     return row
 

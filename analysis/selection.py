@@ -19,9 +19,10 @@ import pandas as pd
 from scipy import stats
 
 from analysis.formatting import markdown_table
-from analysis.load import METRICS, finished, load_study
-from study.cache import DEFAULT_CACHE_DIR
-from study.errors import UserError, cli_entry
+from study.evaluation.names import HEADLINE, label
+from study.records.trials import finished, load_study
+from study.core.cache import DEFAULT_CACHE_DIR
+from study.core.errors import UserError, cli_entry
 
 SCORE = "retrain_free_score"
 
@@ -49,11 +50,11 @@ def selection_summary(frame: pd.DataFrame) -> dict:
 
 def compute_disparity(frame: pd.DataFrame, cache_dir: str) -> pd.DataFrame:
     """Fill `avg_disparity` (and UA/MIA/RA/TA) from each finished trial's final checkpoint."""
-    from study.cache import ArtifactCache
-    from study.checkpoint import final_checkpoint, read_trial_state
-    from study.config import ExperimentConfig
-    from study.pipeline import prepare
-    from study.trainables import mean_over_seeds
+    from study.core.cache import ArtifactCache
+    from study.records.checkpoint import final_checkpoint, read_trial_state
+    from study.experiment.config import ExperimentConfig
+    from study.experiment.prepare import prepare
+    from study.evaluation.seeds import mean_over_seeds
 
     frame = frame.copy()
     prepared_by_key: dict[str, object] = {}
@@ -76,7 +77,7 @@ def compute_disparity(frame: pd.DataFrame, cache_dir: str) -> pd.DataFrame:
             model.load_state_dict(entry.method["model"])
             measured.append(prepared.evaluate(model))
         metrics = mean_over_seeds(measured, [entry.seed for entry in state.seeds])
-        for name in METRICS:
+        for name in HEADLINE:
             frame.loc[index, name] = metrics[name]
         print(f"  trial {row['trial_id']}: {SCORE} {row[SCORE]:.2f}, Avg. Disparity {metrics['avg_disparity']:.2f}",
               flush=True)

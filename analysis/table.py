@@ -12,12 +12,10 @@ import argparse
 
 import pandas as pd
 
-from analysis.formatting import METRIC_NAMES, display_name, markdown_table, mean_std, method_sort_key
-from analysis.load import METRICS, finished, load_study
-from study.errors import UserError, cli_entry
-
-TABLE_COLUMNS = (*METRICS, "run_seconds")
-
+from analysis.formatting import display_name, markdown_table, mean_std, method_sort_key
+from study.evaluation.names import HEADLINE, TABLE_COLUMNS, label
+from study.records.trials import finished, load_study
+from study.core.errors import UserError, cli_entry
 
 def _config_key(frame: pd.DataFrame) -> pd.Series:
     """One string per distinct hyperparameter configuration (seed excluded)."""
@@ -62,7 +60,7 @@ def retrain_runs(trials: pd.DataFrame) -> pd.DataFrame:
     keys = [k for k in ("seed", "sparsity", "forget") if k in trials]
     unique = trials.drop_duplicates(keys)
     rows = pd.DataFrame({"method": "retrain", "sparsity": unique["sparsity"].to_numpy()})
-    for metric in METRICS:
+    for metric in HEADLINE:
         rows[metric] = unique[f"retrain.{metric}"].to_numpy()
     rows["avg_disparity"] = 0.0
     rows["run_seconds"] = unique["retrain_seconds"].to_numpy()
@@ -94,7 +92,7 @@ def wide_table(summary: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
         row = rows.setdefault(record["method"], {"method": display_name(record["method"])})
         prefix = f"{sparsity_label(record['sparsity'])} " if len(sparsities) > 1 else ""
         for metric in TABLE_COLUMNS:
-            row[prefix + METRIC_NAMES[metric]] = mean_std(record[f"{metric}_mean"], record[f"{metric}_std"],
+            row[prefix + label(metric)] = mean_std(record[f"{metric}_mean"], record[f"{metric}_std"],
                                                           1 if metric == "run_seconds" else digits)
         if len(sparsities) == 1:
             row["seeds"] = int(record["n"])

@@ -4,7 +4,7 @@ A trial evaluates UA, RA, TA and MIA-Efficacy (plus the metric-based MIAs) whene
 reads its objective. This times the parts of one evaluation of the original model, each the
 median of `--repeats`, at the given torch thread count, and one epoch of fine-tuning for scale:
 
-- predictions: logits of the retain, forget and test sets (`study.inference.predict_logits`), and
+- predictions: logits of the retain, forget and test sets (`study.core.inference.predict_logits`), and
   for comparison the same logits from the model as it is (default memory layout, batches of 1024,
   as predictions were made before `study/inference.py`);
 - MIA-Efficacy's SVM: the RBF SVM fitted on member and non-member confidences, then applied;
@@ -25,12 +25,13 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from study.cache import ArtifactCache  # noqa: E402
-from study.config import PRESETS, experiment_from_preset, resolve_experiment  # noqa: E402
-from study.errors import cli_entry  # noqa: E402
+from study.core.cache import ArtifactCache  # noqa: E402
+from study.experiment.config import PRESETS, experiment_from_preset, resolve_experiment  # noqa: E402
+from study.core.errors import cli_entry  # noqa: E402
 from study.methods import build_method  # noqa: E402
-from study.metrics import metric_mia_efficacies, mia_efficacy, true_label_confidence  # noqa: E402
-from study.pipeline import prepare, split_logits  # noqa: E402
+from study.evaluation.metrics import metric_mia_efficacies, mia_efficacy, true_label_confidence  # noqa: E402
+from study.evaluation.evaluate import split_logits  # noqa: E402
+from study.experiment.prepare import prepare  # noqa: E402
 
 
 def median_seconds(work, repeats: int) -> float:

@@ -31,17 +31,19 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from analysis.compare_table import with_time_ratios  # noqa: E402
 from analysis.formatting import markdown_table  # noqa: E402
 from analysis.table import TABLE_COLUMNS, sparsity_label, summarize, wide_table  # noqa: E402
-from study.cache import ArtifactCache  # noqa: E402
-from study.cli_common import read_method_config, resolve_device, set_threads  # noqa: E402
-from study.config import PRESETS, experiment_from_preset  # noqa: E402
-from study.errors import UserError, cli_entry  # noqa: E402
+from study.core.cache import ArtifactCache  # noqa: E402
+from study.cli_common import resolve_device, set_threads  # noqa: E402
+from study.records.method_config import read_method_config
+from study.experiment.config import PRESETS, experiment_from_preset  # noqa: E402
+from study.core.errors import UserError, cli_entry  # noqa: E402
+from study.engine.seed_runs import rows_per_seed  # noqa: E402
 from study.methods import build_method  # noqa: E402
-from study.pipeline import prepare  # noqa: E402
-from study.run import package_versions  # noqa: E402
-from study.run_log import RunLog  # noqa: E402
-from study.runner import run_method  # noqa: E402
+from study.experiment.prepare import prepare  # noqa: E402
+from study.core.versions import package_versions  # noqa: E402
+from study.records.run_log import RunLog  # noqa: E402
 
 DEFAULT_METHODS = ("ft", "ga", "ff", "iu", "rl", "salun", "scrub", "dau")
 def protocol_runs(preset: str, forget: str, sparsities, seeds, methods, configs: dict, cache: ArtifactCache,
@@ -49,67 +51,40 @@ def protocol_runs(preset: str, forget: str, sparsities, seeds, methods, configs:
                   epochs: int | None = None) -> pd.DataFrame:
     """One row per (method, sparsity, seed): the metrics, run time and Retrain's time in that run.
 
-    Runs already in `run_log` are reused (and announced); every new run is added to it at once.
+    Runs already in `run_log` are reused; every new run is added to it at once
+    (`study.engine.seed_runs`, the loop `study.compare` evaluates with).
     """
     run_log = run_log or RunLog(None)
+    label = preset if epochs is None else f"{preset}, {epochs} epochs"
     rows = []
     for sparsity in sparsities:
-        for seed in seeds:
-            cell = {"preset": preset if epochs is None else f"{preset}, {epochs} epochs", "forget": forget,
-                    "sparsity": float(sparsity), "seed": int(seed)}
-            wanted = [{**cell, "method": "retrain", "params": "{}"}, {**cell, "method": "original", "params": "{}"}]
-            for name in methods:
-                cfg = configs.get(name, {})
-                wanted.append({**cell, "method": name, "params": json.dumps(
-                    {"method": cfg.get("method", name), **(cfg.get("params") or {})}, sort_keys=True)})
-            kept = [run_log.get(key) for key in wanted]
-            if all(row is not None for row in kept):
-                log(f"{forget} sparsity {sparsity:g} seed {seed}: all {len(kept)} runs kept from {run_log.path}")
-                rows += kept
-                continue
-            overrides = {"data_root": data_root, "epochs": epochs}
-            experiment = experiment_from_preset(preset, forget=forget, seed=seed, sparsity=sparsity,
-                                                **{k: v for k, v in overrides.items() if v is not None})
-            prepared = prepare(experiment, cache, device=device, log=log)
-            for key, row in zip(wanted, kept):
-                name = key["method"]
-                if row is not None:
-                    log(f"{forget} sparsity {sparsity:g} seed {seed} {name}: kept from {run_log.path}")
-                    rows.append(row)
-                    continue
-                if name == "retrain":
-                    row = {**key, **prepared.retrain_metrics, "run_seconds": prepared.retrain_seconds}
-                elif name == "original":
-                    row = {**key, **prepared.original_metrics, "run_seconds": 0.0}
-                else:
-                    cfg = configs.get(name, {})
-                    method = build_method(cfg.get("method", name), cfg.get("params"))
-                    began = time.perf_counter()
-                    result = run_method(prepared, method, log=lambda m: None)
-                    log(f"{forget} sparsity {sparsity:g} seed {seed} {name}: Avg. Disparity "
-                        f"{result.metrics['avg_disparity']:.2f}, {result.run_seconds:.1f} s "
-                        f"(wall {time.perf_counter() - began:.1f} s)")
-                    row = {**key, **result.metrics, "run_seconds": result.run_seconds, **result.artifact_seconds}
-                row["retrain_seconds"] = prepared.retrain_seconds
-                run_log.add(row)
-                rows.append(row)
+        prepared_by_seed: dict = {}
+
+        def prepared_for(seed: int, sparsity: float = sparsity):
+            if seed not in prepared_by_seed:
+                overrides = {"data_root": data_root, "epochs": epochs}
+                experiment = experiment_from_preset(preset, forget=forget, seed=seed, sparsity=sparsity,
+                                                    **{k: v for k, v in overrides.items() if v is not None})
+                prepared_by_seed[seed] = prepare(experiment, cache, device=device, log=log)
+            return prepared_by_seed[seed]
+
+        for name in ("retrain", "original", *methods):
+            cfg = configs.get(name, {})
+            rows += rows_per_seed(cfg.get("method", name), dict(cfg.get("params") or {}), list(seeds), label, forget,
+                                  float(sparsity), prepared_for, run_log, log)
     return pd.DataFrame(rows)
-
-
-SHARED_SECONDS = ("attacker_pretrain_seconds",)  # artifacts shared by every run on one original
 
 
 def ratio_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Each method's run time / Retrain's run time in the same (sparsity, seed), mean over seeds;
     where a method built a shared artifact (DAU's pre-trained attacker), also with its time added."""
-    shared = sum((runs[c].fillna(0.0) for c in SHARED_SECONDS if c in runs), pd.Series(0.0, index=runs.index))
-    runs = runs.assign(ratio=runs["run_seconds"] / runs["retrain_seconds"],
-                       ratio_with=(runs["run_seconds"] + shared) / runs["retrain_seconds"])
+    runs = with_time_ratios(runs)
+    shared = runs["time_ratio_with_shared"] - runs["time_ratio"]
     grouped = runs.groupby(["method", "sparsity"], sort=False)
-    table = grouped["ratio"].mean().unstack("sparsity")
+    table = grouped["time_ratio"].mean().unstack("sparsity")
     table.columns = [f"time / Retrain ({sparsity_label(s)})" for s in table.columns]
     if (shared > 0).any():
-        with_shared = grouped["ratio_with"].mean().unstack("sparsity")
+        with_shared = grouped["time_ratio_with_shared"].mean().unstack("sparsity")
         with_shared.columns = [f"with shared pre-training ({sparsity_label(s)})" for s in with_shared.columns]
         table = table.join(with_shared)
     return table.reset_index()

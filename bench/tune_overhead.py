@@ -23,11 +23,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from study.cache import ArtifactCache  # noqa: E402
-from study.config import experiment_from_preset  # noqa: E402
+from study.core.cache import ArtifactCache  # noqa: E402
+from study.experiment.config import experiment_from_preset  # noqa: E402
 from study.methods import build_method  # noqa: E402
-from study.pipeline import prepare  # noqa: E402
-from study.runner import run_method  # noqa: E402
+from study.experiment.prepare import prepare  # noqa: E402
+from study.engine.runner import run_method  # noqa: E402
 
 LEARNING_RATES = [0.002, 0.004, 0.006, 0.008, 0.01, 0.012]
 
@@ -41,7 +41,7 @@ def study_split(study_dir: Path, command_seconds: float | None = None) -> dict[s
     `command_seconds` is the whole `study.tune` command as the caller timed it; the part not in
     the driver's own figures is interpreter start, imports, ranking and shutdown.
     """
-    from analysis.load import load_study
+    from study.records.trials import load_study
 
     meta_file = study_dir / "study.json"
     if not meta_file.is_file():
@@ -101,7 +101,7 @@ def main() -> None:
     fixed = {"epochs": args.epochs, "attacker_pretrain_iters": args.pretrain}
     experiment = experiment_from_preset(args.preset)
     prepared = prepare(experiment, ArtifactCache(args.cache_dir), log=print)  # warm the cache for both sides
-    prepared.attacker_store().get(build_method("dau", fixed).attacker_settings(experiment.seed))
+    build_method("dau").prebuild(prepared, {name: [value] for name, value in fixed.items()}, print)
     print(f"plain loop: {len(rates)} DAU trials, {fixed['epochs']} epochs, {args.pretrain} pre-training iterations ...",
           flush=True)
 

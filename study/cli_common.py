@@ -6,13 +6,12 @@ import os
 from pathlib import Path
 
 import torch
-import yaml
 
-from study.cache import DEFAULT_CACHE_DIR
-from study.config import PRESETS
-from study.data import DATASETS
-from study.errors import UserError
-from study.models import MODELS
+from study.core.cache import DEFAULT_CACHE_DIR
+from study.experiment.config import PRESETS
+from study.core.data import DATASETS
+from study.core.errors import UserError
+from study.core.models import MODELS
 
 
 def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,26 +70,3 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
         key, value = pair.split("=", 1)
         params[key.strip()] = value.strip()
     return params
-
-
-def read_method_config(path: str, what: str) -> dict:
-    """A config file as a mapping: `method` and `params` (as in bench/configs, or `study.export`'s
-    output, which adds `experiment`), or a run folder's `config.json`. The one reader of such files.
-
-    A missing file, invalid YAML, a file that is not a mapping, one with neither `method` nor
-    `experiment`, or `params` that are not a mapping end in one `UserError` that names the option
-    it came from (`what`), before any training.
-    """
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"{what}: {file} not found")
-    try:
-        loaded = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise UserError(f"{what}: {file} is not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(loaded, dict) or not ("method" in loaded or "experiment" in loaded):
-        raise UserError(f"{what}: {file} must hold a mapping with 'method' and 'params' (and 'experiment', "
-                        "unless the flags give it)")
-    if not isinstance(loaded.get("params") or {}, dict):
-        raise UserError(f"{what}: {file}: 'params' must be a mapping of hyperparameter names to values")
-    return loaded

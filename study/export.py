@@ -8,68 +8,11 @@ averaged over in `source.average_seeds`; `bench/paper_protocol.py --seeds ...` r
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-import yaml
-
-from study.errors import UserError, cli_entry
-from study.staging import write_file_atomically
-
-
-def trial_config(trial_dir: Path) -> dict:
-    params = json.loads((trial_dir / "params.json").read_text())
-    return {"experiment": params["experiment"], "method": params["method"], "params": params.get("params") or {}}
-
-
-def as_run(config: dict, epochs_reached) -> tuple[dict, str | None]:
-    """The config that produced a trial's last reported metrics, and why it differs if it does.
-
-    A trial that ASHA stopped after epoch k of its n is exported with `epochs: k`, so
-    `study.run --config` re-runs what was ranked rather than a longer run nobody measured.
-    (l1-sparse's penalty decays over the total epoch count, so its shortened re-run is close to,
-    not the same as, the trial.)"""
-    from study.methods import method_class
-
-    declared = {h.name: h for h in method_class(config["method"]).hyperparams}
-    if "epochs" not in declared or epochs_reached is None or epochs_reached != epochs_reached:  # NaN: never reported
-        return config, None
-    total = int(config["params"].get("epochs", declared["epochs"].default))
-    reached = int(epochs_reached)
-    if not 0 < reached < total:
-        return config, None
-    return ({**config, "params": {**config["params"], "epochs": reached}},
-            f"after epoch {reached} of {total}; exported with epochs {reached}")
-
-
-def best_configs(study_dir: str | Path, top: int = 1, method: str | None = None) -> list[dict]:
-    """The `top` best finished trials of a study as method configs (experiment, method, params),
-    each with a `source` naming the study, trial, rank and objective value."""
-    from analysis.load import default_objective, finished, load_study
-
-    trials = load_study(study_dir)
-    objective = default_objective(trials)
-    frame = finished(trials, objective)
-    if method:
-        frame = frame[frame["method"] == method]
-    if frame.empty:
-        raise UserError(f"{study_dir}: no finished trial to export")
-    configs = []
-    for rank, (_, row) in enumerate(frame.head(top).iterrows(), start=1):
-        config, stopped = as_run(trial_config(Path(row["trial_dir"])), row.get("epoch"))
-        config["source"] = {"study": row["study"], "trial_id": row["trial_id"], "rank": rank,
-                            "objective": objective, objective: float(row[objective])}
-        if stopped:
-            config["source"]["stopped_early"] = stopped
-        if isinstance(row.get("average_seeds"), str):  # the objective is a mean over these seeds
-            config["source"]["average_seeds"] = [int(seed) for seed in row["average_seeds"].split()]
-        configs.append(config)
-    return configs
-
-
-def write_config(config: dict, target: Path) -> None:
-    """Write a config all at once (a partial file never looks like a finished one)."""
-    write_file_atomically(target, yaml.safe_dump(config, sort_keys=False))
+from study.core.errors import UserError, cli_entry
+from study.records.method_config import write_config
+from study.records.trials import best_configs
 
 
 def main(argv: list[str] | None = None) -> int:

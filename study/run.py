@@ -7,20 +7,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
-from study.cache import ArtifactCache
-from study.cli_common import (add_experiment_arguments, experiment_overrides, parse_params, read_method_config,
-                              resolve_device, set_threads)
-from study.config import resolve_experiment
-from study.errors import UserError, cli_entry
+from study.core.cache import ArtifactCache
+from study.cli_common import add_experiment_arguments, experiment_overrides, parse_params, resolve_device, set_threads
+from study.records.method_config import read_method_config
+from study.experiment.config import resolve_experiment
+from study.core.errors import UserError, cli_entry
+from study.core.progress import set_quiet
+from study.core.versions import package_versions
 from study.methods import METHODS, build_method
-from study.metrics import METRIC_NAMES
-from study.pipeline import prepare
-from study.run_folder import write_run_folder
-from study.runner import run_method
+from study.experiment.prepare import prepare
+from study.records.run_folder import write_run_folder
+from study.engine.runner import run_method
+from study.evaluation.names import time_ratio
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                         help="method hyperparameter, repeatable (see --list-methods)")
     parser.add_argument("--no-regularizer", action="store_true",
-                        help="DAU without the Barlow Twins term (same as -p regularizer=false)")
+                        help="the same as -p regularizer=false: a method's regularizer off (DAU's Barlow Twins term)")
     parser.add_argument("--config", default=None,
                         help="YAML/JSON from `python -m study.export`, a run's config.json, or a method config "
                              "(bench/configs/*.yaml: 'method' and 'params' only, the experiment then comes from "
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="never build or read a Retrain model: report held-out attacks and the retrain-free score "
                              "instead of Avg. Disparity (the production setting)")
     parser.add_argument("--list-methods", action="store_true", help="list methods and their hyperparameters, then exit")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
     add_experiment_arguments(parser)
     return parser
 
@@ -55,70 +57,14 @@ def list_methods() -> None:
             print(f"    {hyperparam.describe()}")
 
 
-def format_table(rows: list[tuple[str, dict, float | None]], retrain_seconds: float | None) -> str:
-    header = f"{'method':<12}" + "".join(f"{name:>14}" for name in (*METRIC_NAMES, "Avg.Disparity", "time (s)", "time/Retrain"))
-    lines = [header, "-" * len(header)]
-    for name, metrics, seconds in rows:
-        cells = [f"{metrics.get(m, float('nan')):>14.2f}" for m in (*METRIC_NAMES, "avg_disparity")]
-        cells.append(f"{seconds:>14.2f}" if seconds is not None else f"{'-':>14}")
-        ratio = seconds / retrain_seconds if seconds is not None and retrain_seconds else None
-        cells.append(f"{ratio:>14.3f}" if ratio is not None else f"{'-':>14}")
-        lines.append(f"{name:<12}" + "".join(cells))
-    return "\n".join(lines)
-
-
-def artifact_time_line(name: str, seconds: float, run_seconds: float, retrain_seconds: float | None) -> str:
-    """A shared artifact's time (DAU's attacker pre-training) and the run's time/Retrain with and without it."""
-    what = name.removesuffix("_seconds").replace("_", " ")
-    line = f"{what}: {seconds:.2f} s, once per original model and shared by every run on it (not in time (s))"
-    if retrain_seconds:
-        line += (f"; time/Retrain {run_seconds / retrain_seconds:.3f} without it, "
-                 f"{(run_seconds + seconds) / retrain_seconds:.3f} with it")
-    return line
-
-
-def format_mia_table(rows: list[tuple[str, dict, float | None]]) -> str:
-    """The metric-based MIAs: % of forget samples called non-member (balanced accuracy of the attack)."""
-    from study.mia import SIGNALS
-
-    header = f"{'method':<12}" + "".join(f"{name:>22}" for name in SIGNALS)
-    lines = ["metric-based MIAs: forget samples called non-member, % (attack balanced accuracy on retain vs test, %)",
-             header, "-" * len(header)]
-    for name, metrics, _ in rows:
-        cells = [f"{metrics.get(f'mia/{s}', float('nan')):>12.2f} ({metrics.get(f'mia/{s}_bacc', float('nan')):5.1f})"
-                 for s in SIGNALS]
-        lines.append(f"{name:<12}" + "".join(f"{c:>22}" for c in cells))
-    return "\n".join(lines)
-
-
-def format_retrain_free_table(rows: list[tuple[str, dict]]) -> str:
-    columns = ("retrain_free_score", "retrain_free/forget_gap", "retrain_free/attack_gap", "retrain_free/retain_drop",
-               "retrain_free/val_drop", "heldout/samia_auc", "heldout/rmia_auc")
-    names = [c.split("/")[-1] for c in columns]
-    header = f"{'method':<12}" + "".join(f"{n:>20}" for n in names)
-    lines = [header, "-" * len(header)]
-    for name, values in rows:
-        lines.append(f"{name:<12}" + "".join(f"{values.get(c, float('nan')):>20.3f}" for c in columns))
-    return "\n".join(lines)
-
-
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {"python": platform.python_version()}
-    for package in ("torch", "ray", "optuna", "scikit-learn", "pandas", "numpy"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return found
-
-
 def main(argv: list[str] | None = None) -> int:
+    from analysis.run_tables import artifact_time_line, format_mia_table, format_retrain_free_table, format_table
+
     args = build_parser().parse_args(argv)
     if args.list_methods:
         list_methods()
         return 0
+    set_quiet(args.quiet)
     file_config = read_method_config(args.config, "--config") if args.config else {}
     method_name = args.method or file_config.get("method") or "dau"
     params = dict(file_config.get("params") or {}) if method_name == file_config.get("method") else {}
@@ -153,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(format_mia_table(rows))
     if args.retrain_free:
-        from study.heldout import RetrainFreeJudge
+        from study.evaluation.heldout import RetrainFreeJudge
 
         print("\nheld-out attacks (fresh SAMIA, offline RMIA) and the retrain-free score (no Retrain model used) ...")
         judge = RetrainFreeJudge(prepared, cache)
@@ -169,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics = {"method": method.name, "metrics": result.metrics, "run_seconds": result.run_seconds,
                    "retrain": prepared.retrain_metrics, "retrain_seconds": prepared.retrain_seconds,
                    "original": prepared.original_metrics,
-                   "time_ratio_to_retrain": result.run_seconds / prepared.retrain_seconds if prepared.retrain_seconds else None,
+                   "time_ratio_to_retrain": time_ratio(result.run_seconds, prepared.retrain_seconds),
                    **result.artifact_seconds, "epochs": result.epochs}
         folder = write_run_folder(Path(args.out), result.model, prepared.splits, config, metrics, args.overwrite)
         print(f"\nwrote {folder}/ (metrics.json, model.pt, config.json, splits.npz)")

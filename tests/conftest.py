@@ -6,9 +6,9 @@ import os
 import pytest
 import torch
 
-from study.cache import ArtifactCache
-from study.config import experiment_from_preset
-from study.pipeline import prepare
+from study.core.cache import ArtifactCache
+from study.experiment.config import experiment_from_preset
+from study.experiment.prepare import prepare
 
 TEST_THREADS = max(1, min(2, os.cpu_count() or 1))
 torch.set_num_threads(TEST_THREADS)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from analysis import ablation, plots, report, table
-from analysis.load import load_study
+from study.records.trials import load_study
 from tests.cli import run_in_process
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -51,7 +51,7 @@ def test_ablation_statistics_by_hand():
 def test_ablation_refuses_a_factor_without_pairs():
     frame = _hand_made_ablation()
     frame.loc[frame["params.regularizer"] == False, "experiment.seed"] += 10  # noqa: E712
-    from study.errors import UserError
+    from study.core.errors import UserError
 
     with pytest.raises(UserError, match="no pair"):
         ablation.ablation_statistics(frame, "params.regularizer")

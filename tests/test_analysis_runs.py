@@ -3,7 +3,7 @@ import json
 import pytest
 
 from analysis.runs import compare_runs, main
-from study.errors import UserError
+from study.core.errors import UserError
 from study.methods import METHODS
 
 

@@ -7,12 +7,13 @@ import time
 import pytest
 import torch
 
-import study.attacker_store as attacker_store
-from study.attacker_store import AttackerStore
-from study.cache import ArtifactCache
+import study.methods.dau.store as attacker_store
+from study.experiment.unlearn_data import SharedContext
+from study.methods.dau.store import AttackerStore
+from study.core.cache import ArtifactCache
 from study.methods import build_method
-from study.methods.attacker import AttackerSettings, pretrain_attacker
-from study.runner import run_method
+from study.methods.dau.attacker import AttackerSettings, pretrain_attacker
+from study.engine.runner import run_method
 
 SETTINGS = AttackerSettings(iters=5, noise_copies=2, batch_size=32, seed=0)
 
@@ -44,8 +45,8 @@ def test_building_the_attacker_leaves_the_original_bit_identical(digits_random, 
     before = _state(digits_random.original)
     assert any("running" in k for k in before), "the model must have batch norm for this test to mean anything"
     members, val = _members_and_val(digits_random)
-    store = AttackerStore(ArtifactCache(tmp_path), {"test": 1}, digits_random.original, members, val, 10,
-                          digits_random.data.pixel_std, log=lambda s: None)
+    store = AttackerStore(SharedContext(ArtifactCache(tmp_path), {"test": 1}, digits_random.original, members, val, 10,
+                                        digits_random.data.pixel_std, "cpu", log=lambda s: None))
     store.ensure(SETTINGS, [3, 5])
     after = digits_random.original.state_dict()
     assert before.keys() == after.keys()
@@ -55,8 +56,8 @@ def test_building_the_attacker_leaves_the_original_bit_identical(digits_random, 
 def test_a_snapshot_equals_a_pass_of_that_length(digits_random, tmp_path, counted_passes):
     members, val = _members_and_val(digits_random)
     alone = pretrain_attacker(digits_random.original, members, val, 10, SETTINGS, [5], digits_random.data.pixel_std)[5]
-    store = AttackerStore(ArtifactCache(tmp_path), {"test": 2}, digits_random.original, members, val, 10,
-                          digits_random.data.pixel_std, log=lambda s: None)
+    store = AttackerStore(SharedContext(ArtifactCache(tmp_path), {"test": 2}, digits_random.original, members, val, 10,
+                                        digits_random.data.pixel_std, "cpu", log=lambda s: None))
     store.ensure(SETTINGS, [0, 5, 20])
     assert len(counted_passes) == 1  # one pass for the three lengths
     snapshot = store.get(SETTINGS)
@@ -70,8 +71,8 @@ def test_a_snapshot_equals_a_pass_of_that_length(digits_random, tmp_path, counte
 
 def test_a_pass_stores_the_standard_lengths_below_it(digits_random, tmp_path, counted_passes):
     members, val = _members_and_val(digits_random)
-    store = AttackerStore(ArtifactCache(tmp_path), {"test": 3}, digits_random.original, members, val, 10,
-                          digits_random.data.pixel_std, log=lambda s: None)
+    store = AttackerStore(SharedContext(ArtifactCache(tmp_path), {"test": 3}, digits_random.original, members, val, 10,
+                                        digits_random.data.pixel_std, "cpu", log=lambda s: None))
     store.ensure(AttackerSettings(**{**SETTINGS.key(), "iters": 260}), [260])
     for n in (0, 250, 260):
         assert store.cache.has(store.key(AttackerSettings(**{**SETTINGS.key(), "iters": n})))
@@ -91,7 +92,7 @@ def test_without_a_cache_dau_pretrains_its_own_attacker_on_a_copy(digits_random)
     """Experiments built by hand (the audit's K originals) give no artifact cache: DAU then
     pre-trains against its own model's copy, still leaving the model itself unchanged."""
     data = digits_random.unlearn_data()
-    data.pretrained_attacker = None
+    data.shared = None
     model = digits_random.fresh_original()
     before = _state(model)
     method = build_method("dau", {"attacker_pretrain_iters": 3, "epochs": 1, "batch_size": 128, "noise_copies": 2})

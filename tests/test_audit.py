@@ -6,10 +6,11 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from study.audit import (EPSILON_CAP, audit_rows, example_epsilon, forgetting_quality, lira_scores,
+from study.engine.audit import audit_rows
+from study.evaluation.lira import (EPSILON_CAP, example_epsilon, forgetting_quality, lira_scores,
                          logit_scaled_confidence)
-from study.config import experiment_from_preset
-from study.mia import roc_summary
+from study.experiment.config import experiment_from_preset
+from study.evaluation.mia import roc_summary
 
 from tests.cli import run_in_process
 from tests.conftest import FAST_EPOCHS

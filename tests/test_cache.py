@@ -1,6 +1,6 @@
 import pytest
 
-from study.cache import ArtifactCache
+from study.core.cache import ArtifactCache
 
 
 def test_second_call_reuses_the_entry(tmp_path):
@@ -33,8 +33,8 @@ def test_crash_while_building_leaves_no_entry(tmp_path):
 
 
 def test_original_and_retrain_metrics_are_evaluated_once_per_split(digits_random, cache_dir, monkeypatch):
-    import study.pipeline as pipeline
-    from study.config import experiment_from_preset
+    import study.experiment.prepare as pipeline
+    from study.experiment.config import experiment_from_preset
     from tests.conftest import FAST_EPOCHS
 
     def must_not_evaluate(*args, **kwargs):
@@ -57,9 +57,9 @@ def test_a_corrupted_cached_evaluation_is_one_clear_error(digits_random, cache_d
     import json
     import shutil
 
-    from study.config import experiment_from_preset
-    from study.errors import UserError
-    from study.pipeline import prepare
+    from study.experiment.config import experiment_from_preset
+    from study.core.errors import UserError
+    from study.experiment.prepare import prepare
     from tests.conftest import FAST_EPOCHS
 
     copy = tmp_path / "cache"

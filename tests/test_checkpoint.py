@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from study.checkpoint import (STATE_FILE, SeedState, TrialState, final_checkpoint, read_trial_state,
+from study.records.checkpoint import (STATE_FILE, SeedState, TrialState, final_checkpoint, read_trial_state,
                               write_trial_state)
-from study.errors import UserError
+from study.core.errors import UserError
 
 
 def test_a_written_state_reads_back(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from study import load_run
-from study.metrics import mia_efficacy, true_label_confidence
+from study.evaluation.metrics import mia_efficacy, true_label_confidence
 from tests.cli import run_in_process
 
 
@@ -164,7 +164,7 @@ def test_corrupted_run_folder_model(finished_run, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     (copy / "model.pt").write_bytes(b"\x00" * 10)
-    from study.errors import UserError
+    from study.core.errors import UserError
 
     with pytest.raises(UserError, match="corrupted"):
         load_run(copy)

@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from analysis.load import load_study
+from study.records.trials import load_study
 from tests.studies import tune_cli, write_space
 
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
@@ -75,7 +75,7 @@ def test_a_study_runs_on_a_cluster_started_with_ray_start(tmp_path, cache_dir):
     ({"RAY_AUTH_MODE": "disabled"}, True, "disabled"),  # an explicit choice stands
 ])
 def test_the_driver_presents_a_token_where_ray_keeps_one(tmp_path, monkeypatch, env, token_file, expected_mode):
-    import study.tune as tune
+    import study.engine.ray_cluster as tune
 
     for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
         monkeypatch.delenv(name, raising=False)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from study.data import augment_batch, load_dataset, write_cifar_like
-from study.errors import UserError
+from study.core.data import augment_batch, load_dataset, write_cifar_like
+from study.core.errors import UserError
 
 
 def _fake_cifar(rng, n, classes):

@@ -1,12 +1,12 @@
 import pytest
 import torch
 
-from study.errors import UserError
+from study.core.errors import UserError
 from study.methods import build_method
-from study.methods.attacker import AttackInputs, SelfAttentionAttacker, attack_inputs
-from study.methods.losses import attacker_loss, barlow_twins_loss, defender_adversarial_loss
-from study.pruning import masks_of, prunable_modules
-from study.runner import run_method
+from study.methods.dau.attacker import AttackInputs, SelfAttentionAttacker, attack_inputs
+from study.methods.dau.losses import attacker_loss, barlow_twins_loss, defender_adversarial_loss
+from study.core.pruning import masks_of, prunable_modules
+from study.engine.runner import run_method
 
 FAST_DAU = {"attacker_pretrain_iters": 20, "epochs": 1, "batch_size": 128, "noise_copies": 2}
 
@@ -236,7 +236,21 @@ def test_scheme_defaults_follow_the_reference(digits_random, digits_classwise):
     assert (classwise_run.defender_lr, classwise_run.switch_at, classwise_run.repair_lr) == (0.02, 30, 0.01)
     defaults = build_method("dau")
     assert (defaults.batch_size, defaults.epochs, defaults.use_softmax, defaults.attacker_pretrain_iters) == (
-        256, 3, False, 1000)
+        256, 3, False, None)
+
+
+def test_the_default_pretraining_length_is_the_references_bounded_loop():
+    """The reference pre-trains inside its epoch loop over the retain batches (10 epochs) and stops at
+    1,000 iterations: 1,000 on CIFAR-10 (45,000 retain at batch 256), 360 on the proxy, 40 on digits."""
+    from study.methods.dau.method import pretrain_length
+
+    defaults = build_method("dau")
+    assert defaults.pretrain_iters(45_000) == 1000
+    assert defaults.pretrain_iters(9_000) == pretrain_length(10, 9_000, 256) == 360
+    assert defaults.pretrain_iters(1_018) == 40
+    assert build_method("dau", {"attacker_pretrain_epochs": 2}).pretrain_iters(1_018) == 8
+    assert build_method("dau", {"attacker_pretrain_iters": 250}).pretrain_iters(1_018) == 250  # explicit wins
+    assert build_method("dau", {"batch_size": 64}).pretrain_iters(9_000) == 1000  # 10 x 141 batches, capped
 
 
 def test_each_run_starts_the_loaded_attacker_with_a_fresh_adam(digits_random):
@@ -248,7 +262,10 @@ def test_each_run_starts_the_loaded_attacker_with_a_fresh_adam(digits_random):
     second = build_method("dau", FAST_DAU)
     second.setup(digits_random.fresh_original(), digits_random.unlearn_data())
     assert second.attacker_optimizer.state_dict()["state"] == {}
-    loaded = digits_random.attacker_store(log=lambda s: None).get(second.attacker_settings(digits_random.config.seed))
+    from study.methods.dau.store import AttackerStore
+
+    settings = second.attacker_settings(digits_random.config.seed, len(digits_random.splits.retain))
+    loaded = AttackerStore(digits_random.shared_context(log=lambda s: None)).get(settings)
     assert all(torch.equal(a, loaded.state[k]) for k, a in second.attacker.state_dict().items())
 
 

@@ -7,10 +7,10 @@ those of the same trial evaluated after every epoch.
 import pytest
 import torch
 
-from study.config import experiment_from_preset
-from study.inference import predict_logits
-from study.trainables import UnlearningTrainable
-from study.tune import build_parser, eval_milestones
+from study.experiment.config import experiment_from_preset
+from study.core.inference import predict_logits
+from study.engine.trainable import UnlearningTrainable
+from study.engine.study import eval_milestones
 
 from tests.conftest import FAST_EPOCHS, TEST_THREADS
 
@@ -44,10 +44,9 @@ def test_a_trial_reports_at_the_rungs_and_its_last_epoch_with_the_every_epoch_nu
 
 
 def test_the_milestones_follow_the_scheduler():
-    parse = build_parser().parse_args
-    assert eval_milestones(parse(["--space", "random"])) == [1, 2, 4, 8, 16, 32, 64, 128]  # Ray's ASHA rungs
-    assert eval_milestones(parse(["--space", "random", "--scheduler", "fifo"])) == []
-    assert eval_milestones(parse(["--space", "random", "--eval-every-epoch"])) is None
+    assert eval_milestones("asha", False) == [1, 2, 4, 8, 16, 32, 64, 128]  # Ray's ASHA rungs
+    assert eval_milestones("fifo", False) == []
+    assert eval_milestones("asha", True) is None
 
 
 def test_predictions_match_the_model_and_leave_it_as_it_was(digits_random):

@@ -1,7 +1,7 @@
 """Faults during a study: a trial whose loss overflows is marked failed with its error, the
 others finish, and the analysis commands list the failed trial apart instead of dropping it.
 (Driver kill + resume is in test_tune.py; a crash while caching an artifact is in test_cache.py.)"""
-from analysis.load import load_study
+from study.records.trials import load_study
 from tests.cli import run_in_process
 from tests.studies import TINY_SPACE, tune_cli, write_space
 

@@ -4,10 +4,10 @@ import math
 
 import pytest
 
-from study.cache import ArtifactCache
-from study.config import experiment_from_preset
-from study.heldout import RetrainFreeJudge, heldout_split
-from study.pipeline import prepare
+from study.core.cache import ArtifactCache
+from study.experiment.config import experiment_from_preset
+from study.evaluation.heldout import RetrainFreeJudge, heldout_split
+from study.experiment.prepare import prepare
 
 from tests.conftest import FAST_EPOCHS
 
@@ -62,7 +62,7 @@ def test_study_logged_both_objectives_and_selection_reports_them(finished_study)
     import sys
 
     _, study_dir, _ = finished_study
-    from analysis.load import load_study
+    from study.records.trials import load_study
     from analysis.selection import selection_summary
 
     frame = load_study(study_dir)

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import torch
 
-from study.metrics import accuracy, avg_disparity, mia_efficacy, true_label_confidence, unlearning_metrics
+from study.evaluation.metrics import accuracy, avg_disparity, mia_efficacy, true_label_confidence, unlearning_metrics
 
 
 def test_accuracy_by_hand():

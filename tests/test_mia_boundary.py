@@ -2,7 +2,7 @@
 import numpy as np
 
 from analysis.mia_boundary import format_boundary, svm_boundary
-from study.metrics import mia_efficacy
+from study.evaluation.metrics import mia_efficacy
 
 
 def _near_one(rng, scale, n):

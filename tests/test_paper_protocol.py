@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from study.errors import UserError
+from study.core.errors import UserError
 from tests.conftest import FAST_EPOCHS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,23 +36,25 @@ def test_protocol_writes_its_table_and_reuses_finished_runs(protocol, cache_dir,
     table = out.read_text()
     assert "Avg. Disparity" in table and "GA" in table and "time / Retrain" in table
 
+    import study.engine.seed_runs as seed_runs
+
     computed = []
-    real_run_method = protocol.run_method
-    monkeypatch.setattr(protocol, "run_method",
+    real_run_method = seed_runs.run_method
+    monkeypatch.setattr(seed_runs, "run_method",
                         lambda prepared, method, **kw: computed.append(method.name)
                         or real_run_method(prepared, method, **kw))
     capsys.readouterr()
     # a rerun of the same cell only computes what the run log lacks
     assert protocol.main(_args(cache_dir, out, ["ga", "ft"])) == 0
     assert computed == ["ft"]
-    assert "ga: kept from" in capsys.readouterr().out
+    assert "ga on seed 0: kept from" in capsys.readouterr().out
     runs = pd.read_csv(tmp_path / "protocol.runs.csv")
     assert sorted(runs["method"]) == ["ft", "ga", "original", "retrain"]
     assert "FT" in out.read_text() and "GA" in out.read_text()
 
     computed.clear()
     assert protocol.main(_args(cache_dir, out, ["ga", "ft"])) == 0
-    assert computed == [] and "all 4 runs kept" in capsys.readouterr().out
+    assert computed == [] and capsys.readouterr().out.count("kept from") == 4
 
     # the seed is part of a run's identity: seed 0's runs do not stand in for seed 1's
     run_log = protocol.RunLog(tmp_path / "protocol.runs.csv")

@@ -1,8 +1,8 @@
 import torch
 import torch.nn.functional as F
 
-from study.models import build_model
-from study.pruning import apply_masks, masks_of, omp_prune, plain_state_dict, prunable_modules, sparsity_of
+from study.core.models import build_model
+from study.core.pruning import apply_masks, masks_of, omp_prune, plain_state_dict, prunable_modules, sparsity_of
 
 
 def _prunable_count(model):

@@ -9,9 +9,10 @@ import statistics
 import pytest
 import torch
 
-from study.config import experiment_from_preset
-from study.errors import UserError
-from study.trainables import UnlearningTrainable, mean_over_seeds
+from study.experiment.config import experiment_from_preset
+from study.core.errors import UserError
+from study.engine.trainable import UnlearningTrainable
+from study.evaluation.seeds import mean_over_seeds
 
 from tests.conftest import FAST_EPOCHS
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from study.errors import UserError
-from study.splits import Splits, make_splits, parse_forget_spec
+from study.core.errors import UserError
+from study.core.splits import Splits, make_splits, parse_forget_spec
 
 TRAIN_Y = np.arange(1000) % 10
 TEST_Y = np.arange(200) % 10

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from study.errors import UserError
-from study.spaces import MethodSpace, load_space
-from study.tune import expected_trials, trial_resources, unfinished_trials
+from study.core.errors import UserError
+from study.engine.spaces import MethodSpace, load_space
+from study.engine.study import expected_trials, search_options, trial_resources, unfinished_trials
 
 from tests.cli import run_in_process
 from tests.conftest import FAST_EPOCHS
@@ -35,7 +35,7 @@ def test_study_prints_the_ranking_and_writes_tensorboard(finished_study):
 
 def test_ranking_matches_the_trials_own_results(finished_study):
     _, study_dir, _ = finished_study
-    from analysis.load import finished, load_study
+    from study.records.trials import finished, load_study
 
     frame = finished(load_study(study_dir))
     for _, row in frame.iterrows():
@@ -50,7 +50,7 @@ def test_a_study_accounts_for_its_time(finished_study):
     """The driver records Ray's start-up; each trial, its set-up, evaluation and checkpoints, all
     inside what Ray timed for it, so bench/tune_overhead.py can split a study's wall time."""
     _, study_dir, _ = finished_study
-    from analysis.load import load_study
+    from study.records.trials import load_study
 
     meta = json.loads((study_dir / "study.json").read_text())
     assert 0 < meta["ray_start_seconds"] < meta["wall_seconds"] and meta["prebuild_seconds"] >= 0
@@ -84,7 +84,7 @@ def _trial_metric(study_dir, config, key):
 
 
 def _terminated_trials(study_dir: Path) -> dict[str, float]:
-    from analysis.load import load_study
+    from study.records.trials import load_study
 
     try:
         frame = load_study(study_dir)
@@ -126,7 +126,7 @@ def test_killed_study_resumes_and_keeps_finished_trials(tmp_path, digits_random,
 
 
 def test_an_interrupted_study_is_told_apart_from_a_finished_one(finished_study):
-    from analysis.load import load_study
+    from study.records.trials import load_study
 
     _, study_dir, _ = finished_study
     assert json.loads((study_dir / "study.json").read_text())["status"] == "finished"
@@ -141,7 +141,7 @@ def test_fractional_gpu_request_reaches_ray():
     assert trial_resources(1, 0.25) == {"cpu": 1, "gpu": 0.25}
     from ray import tune
 
-    from study.trainables import UnlearningTrainable
+    from study.engine.trainable import UnlearningTrainable
 
     wrapped = tune.with_resources(UnlearningTrainable, trial_resources(1, 0.25))
     factory = wrapped.default_resource_request({})
@@ -149,7 +149,7 @@ def test_fractional_gpu_request_reaches_ray():
 
 
 def test_every_shipped_space_loads():
-    from study.spaces import available_spaces
+    from study.engine.spaces import available_spaces
 
     assert {"random", "classwise", "sparse", "ablation", "baselines"} <= set(available_spaces())
     for name in available_spaces():
@@ -212,7 +212,7 @@ def test_analysis_rank_cli(finished_study, tmp_path):
 
 
 def test_a_trial_stopped_early_is_exported_as_the_run_that_was_ranked():
-    from study.export import as_run
+    from study.records.trials import as_run
 
     config = {"experiment": {}, "method": "dau", "params": {"epochs": 3, "lr": 0.1}}
     shortened, why = as_run(config, 1)
@@ -226,15 +226,20 @@ def test_a_trial_stopped_early_is_exported_as_the_run_that_was_ranked():
 
 
 def test_attacker_variants_cover_every_pretrained_attacker_a_space_can_load():
-    from study.tune import attacker_variants
+    from study.methods.dau import DAU
+    from study.methods.dau.store import attacker_variants
 
     space = MethodSpace(method="dau", fixed={"noise_copies": 2},
                         search={"attacker_pretrain_iters": {"choice": [0, 250, 1000]},
                                 "use_softmax": {"choice": [False, True]}, "lr": {"loguniform": [1e-3, 1e-1]}})
-    variants = attacker_variants(space)
-    assert sorted((params["use_softmax"], lengths) for params, lengths in variants) == [
+    options = search_options(space)
+    assert options["lr"] is None and options["noise_copies"] == [2]
+    variants = attacker_variants(DAU, options, seed=0, retain_size=1000, log=lambda message: None)
+    assert sorted((settings.use_softmax, lengths) for settings, lengths in variants) == [
         (False, [0, 250, 1000]), (True, [0, 250, 1000])]
-    assert all(params["noise_copies"] == 2 for params, _ in variants)
-    assert attacker_variants(MethodSpace(method="ft", search={"lr": {"loguniform": [1e-3, 1e-1]}})) == []
+    assert all(settings.noise_copies == 2 for settings, _ in variants)
+    # unset, the length is the reference's rule: 10 passes over ceil(1000 / 256) = 4 retain batches
+    default = attacker_variants(DAU, search_options(MethodSpace(method="dau")), 0, 1000, lambda message: None)
+    assert [lengths for _, lengths in default] == [[40]]
     ranged = MethodSpace(method="dau", search={"pretrain_lr": {"loguniform": [1e-4, 1e-2]}})
-    assert attacker_variants(ranged) == []  # every trial would need its own attacker: nothing to pre-build
+    assert attacker_variants(DAU, search_options(ranged), 0, 1000, lambda m: None) == []  # each trial builds its own

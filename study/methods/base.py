@@ -1,10 +1,27 @@
 """The one shape every unlearning method has, in the spirit of scikit-learn's estimators.
 
-A method is built from a flat dict of hyperparameters (each declared once as a `Hyperparam`,
-which also feeds the CLI help, the search-space validation and the error messages), then
-`unlearn(model, data, callbacks)` modifies and returns the model. Underneath, methods run in
-epochs (`setup`, `run_epoch`), so a Ray Tune Trainable can report and checkpoint between
-epochs through the same object; `state_dict`/`load_state_dict` make that resumable.
+A method is one subclass: a `name`, a `summary`, its `hyperparams` (each declared once as a
+`Hyperparam`, which also feeds the CLI help, the search-space validation and the error
+messages), and either `setup` + `run_epoch` (a method that trains in epochs) or `one_shot = True`
++ `apply` (a method that edits the model once, e.g. Fisher forgetting). Defining the class
+registers it: `study.run --method NAME`, `study.tune` and `study.compare` find it by name, and a
+Ray worker imports the module that defined it. Its search space is a section in a
+`search_spaces/*.yaml` file; nothing else is needed.
+
+Every caller drives a method through `start` and `epoch` (`unlearn` is that loop, for code
+outside Ray), so a Ray Tune Trainable reports and checkpoints between epochs through the same
+object; `state_dict`/`load_state_dict` make that resumable. For that reason a subclass may not
+override `unlearn` (it would run outside Ray and silently do nothing inside it): defining one
+raises TypeError.
+
+Class hooks for what lies outside one run:
+  - `prebuild(prepared, options, log)`: build, once and before any trial starts, the artifacts
+    every run on the same original shares (DAU's pre-trained attacker); `options` maps each
+    hyperparameter to the values a search can give it;
+  - `shared_artifact_keys`: the result keys holding those artifacts' seconds, reported beside the
+    run time (time/Retrain is shown without and with them);
+  - `default_space(preset, scheme)`: the search space `study.compare` tunes the method with;
+  - `reference`: "original" or "retrain" for the two rows every table shows beside the methods.
 """
 from __future__ import annotations
 
@@ -16,11 +33,12 @@ from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
 import torch
 from torch import nn
 
-from study.data import augment_batch
-from study.errors import UserError
-from study.unlearn_data import UnlearnData
+from study.core.data import augment_batch
+from study.core.errors import UserError
+from study.experiment.unlearn_data import UnlearnData
 
 EpochCallback = Callable[[int, nn.Module, dict], None]
+REGISTRY: dict[str, type["UnlearningMethod"]] = {}  # name -> class, filled as subclasses are defined
 
 
 @dataclass(frozen=True)
@@ -82,14 +100,40 @@ class Hyperparam:
 
 class UnlearningMethod:
     """Base class: subclasses declare `name`, `summary`, `hyperparams`, and implement
-    `setup` and `run_epoch` (or override `unlearn` for one-shot methods)."""
+    `setup` and `run_epoch`, or set `one_shot` and implement `apply`."""
 
     name: ClassVar[str] = ""
+    label: ClassVar[str] = ""  # the name tables print (default: `name`)
     summary: ClassVar[str] = ""
     hyperparams: ClassVar[tuple[Hyperparam, ...]] = ()
+    one_shot: ClassVar[bool] = False  # edits the model once (`apply`), reported as one epoch
     # "original" or "retrain" for the two reference rows every table shows beside the methods:
     # they unlearn nothing (Retrain's model and time come from the artifact cache)
     reference: ClassVar[str | None] = None
+    shared_artifact_keys: ClassVar[tuple[str, ...]] = ()  # result keys of shared artifacts' seconds
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "unlearn" in cls.__dict__:
+            raise TypeError(f"{cls.__name__} overrides unlearn, which Ray trials never call: implement "
+                            "setup + run_epoch, or set one_shot = True and implement apply")
+        if cls.name:
+            REGISTRY[cls.name] = cls
+
+    @classmethod
+    def display_name(cls) -> str:
+        return cls.label or cls.name
+
+    @classmethod
+    def default_space(cls, preset: str, scheme: str) -> str:
+        """The search space (a `search_spaces/` name or a path) `study.compare` tunes this method with,
+        for a preset and a forget scheme (`random`, `class`): by default its section of `baselines`."""
+        return "baselines"
+
+    @classmethod
+    def prebuild(cls, prepared: Any, options: dict[str, list | None], log: Callable[[str], None]) -> None:
+        """Build the artifacts every run on `prepared`'s original shares, before any trial starts.
+        `options`: each hyperparameter's possible values in the search (None: searched over a range)."""
 
     def __init__(self, **params: Any):
         declared = {h.name: h for h in self.hyperparams}
@@ -122,14 +166,21 @@ class UnlearningMethod:
     # --- the epoch protocol -------------------------------------------------
     @property
     def num_epochs(self) -> int:
-        return int(self.params.get("epochs", 1))
+        return 1 if self.one_shot else int(self.params.get("epochs", 1))
 
     def setup(self, model: nn.Module, data: UnlearnData) -> None:
         self.model, self.data = model.to(data.device), data
         self.generator = torch.Generator().manual_seed(data.seed)
 
-    def run_epoch(self, epoch: int) -> dict[str, float]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def run_epoch(self, epoch: int) -> dict[str, float]:
+        """One epoch of unlearning; a one-shot method's single epoch is `apply`."""
+        if self.one_shot:
+            return self.apply()
+        raise NotImplementedError(f"{type(self).__name__} implements neither run_epoch nor (one_shot) apply")
+
+    def apply(self) -> dict[str, float]:
+        """A one-shot method's edit of `self.model`; returns its logs."""
+        raise NotImplementedError(f"{type(self).__name__} sets one_shot but implements no apply")
 
     def start(self, model: nn.Module, data: UnlearnData) -> None:
         """`setup`, timed: `setup_seconds` is the unlearning work it did (shared artifacts excluded)."""

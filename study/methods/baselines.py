@@ -2,17 +2,21 @@
 
 Defaults follow SPEC.md (the conventions of the evaluation code the paper builds on):
 FT, GA, FF, IU from the paper; NegGrad+, RL, l1-sparse, SalUn, SCRUB as the stronger,
-newer baselines a reviewer expects. One-shot methods (FF, IU) run as a single "epoch".
+newer baselines a reviewer expects. One-shot methods (FF, IU) set `one_shot` and run their edit as a single epoch.
+Classes are defined in the paper's Table 1 order, which the tables follow.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 
 from study.methods.base import BatchStream, Hyperparam, UnlearningMethod, sgd, shuffled_batches
 from study.methods.gradients import add_flat_, per_sample_gradients, summed_gradient, trainable_parameters
-from study.pruning import copy_model
-from study.train import check_finite
+from study.core.progress import tracked
+from study.core.pruning import copy_model
+from study.core.train import check_finite
 
 LR = lambda default, low=1e-7, high=10.0: Hyperparam("lr", float, default, low, high, help="learning rate (SGD, momentum 0.9)")  # noqa: E731
 EPOCHS = lambda default: Hyperparam("epochs", int, default, 1, 200, help="unlearning epochs")  # noqa: E731
@@ -21,6 +25,7 @@ BATCH = Hyperparam("batch_size", int, 128, 1, 4096, help="batch size")
 
 class Original(UnlearningMethod):
     name = "original"
+    label = "Original"
     summary = "no unlearning: the original model as trained on retain + forget (the 'do nothing' reference)"
     reference = "original"
 
@@ -34,6 +39,7 @@ class Retrain(UnlearningMethod):
     the runner substitutes it and reports its training time as the run time."""
 
     name = "retrain"
+    label = "Retrain"
     summary = "retrain from scratch on the retain set with the original recipe (gold standard, cached)"
     reference = "retrain"
 
@@ -63,7 +69,8 @@ class _SupervisedEpochs(UnlearningMethod):
         self.model.train()
         x, y = self.epoch_data(epoch)
         total, steps = 0.0, 0
-        for xb, yb in shuffled_batches(x, y, self.batch_size, self.generator, self.data.augmentation, self.data.device):
+        batches = shuffled_batches(x, y, self.batch_size, self.generator, self.data.augmentation, self.data.device)
+        for xb, yb in tracked(batches, math.ceil(len(x) / self.batch_size), f"{self.name} epoch {epoch + 1}", "batch"):
             loss = self.batch_loss(xb, yb, epoch)
             check_finite(loss, f"{self.name} epoch {epoch + 1}")
             self.optimizer.zero_grad(set_to_none=True)
@@ -76,12 +83,14 @@ class _SupervisedEpochs(UnlearningMethod):
 
 class FineTune(_SupervisedEpochs):
     name = "ft"
+    label = "FT"
     summary = "fine-tune on the retain set (catastrophic forgetting)"
     hyperparams = (LR(0.01), EPOCHS(10), BATCH)
 
 
 class GradientAscent(_SupervisedEpochs):
     name = "ga"
+    label = "GA"
     summary = "gradient ascent on the forget-set cross-entropy"
     hyperparams = (LR(1e-4), EPOCHS(5), BATCH)
 
@@ -92,120 +101,6 @@ class GradientAscent(_SupervisedEpochs):
         return -F.cross_entropy(self.model(x), y)
 
 
-class NegGradPlus(_SupervisedEpochs):
-    name = "neggrad+"
-    summary = "alpha * CE(retain) - (1 - alpha) * CE(forget), one forget batch per retain batch"
-    hyperparams = (LR(0.01), EPOCHS(5), BATCH,
-                   Hyperparam("alpha", float, 0.95, 0.0, 1.0, help="weight of the retain term"))
-
-    def setup(self, model, data) -> None:
-        super().setup(model, data)
-        self.forget_stream = BatchStream(data.forget_x, data.forget_y, self.batch_size, self.generator, data.device)
-
-    def batch_loss(self, x, y, epoch):
-        fx, fy = self.forget_stream.next()
-        return self.alpha * F.cross_entropy(self.model(x), y) - (1 - self.alpha) * F.cross_entropy(self.model(fx), fy)
-
-
-def _random_wrong_labels(labels: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:
-    """A uniformly random label different from the true one, for every sample."""
-    shift = torch.randint(1, num_classes, labels.shape, generator=generator)
-    return (labels + shift) % num_classes
-
-
-class RandomLabel(_SupervisedEpochs):
-    name = "rl"
-    summary = "relabel the forget set at random and fine-tune on it together with the retain set"
-    hyperparams = (LR(0.01), EPOCHS(10), BATCH)
-
-    def epoch_data(self, epoch):
-        relabelled = _random_wrong_labels(self.data.forget_y, self.data.num_classes, self.generator)
-        return (torch.cat([self.data.retain_x, self.data.forget_x]), torch.cat([self.data.retain_y, relabelled]))
-
-
-class L1Sparse(_SupervisedEpochs):
-    name = "l1-sparse"
-    summary = "fine-tune on retain with an l1 penalty gamma * (1 - t/T) * ||theta||_1"
-    hyperparams = (LR(0.01), EPOCHS(10), BATCH,
-                   Hyperparam("gamma", float, 5e-4, 0.0, 1.0, help="initial l1 weight, decayed linearly to 0"))
-
-    def batch_loss(self, x, y, epoch):
-        weight = self.gamma * (1 - epoch / self.total_epochs)
-        l1 = sum(p.abs().sum() for p in self.model.parameters())
-        return F.cross_entropy(self.model(x), y) + weight * l1
-
-
-class SalUn(RandomLabel):
-    name = "salun"
-    summary = "random labelling restricted to the weights most salient for the forget loss"
-    hyperparams = (LR(0.01), EPOCHS(10), BATCH,
-                   Hyperparam("mask_ratio", float, 0.5, 0.0, 1.0, help="fraction of weights updated (top saliency)"))
-
-    def setup(self, model, data) -> None:
-        super().setup(model, data)
-        gradient = summed_gradient(self.model, data.forget_x.to(data.device), data.forget_y.to(data.device)).abs()
-        keep = max(1, int(round(self.mask_ratio * gradient.numel())))
-        threshold = torch.topk(gradient, keep, sorted=True).values[-1]
-        flat_mask = (gradient >= threshold).float()
-        self.saliency_masks, offset = [], 0
-        for p in trainable_parameters(self.model).values():
-            self.saliency_masks.append((p, flat_mask[offset:offset + p.numel()].view_as(p)))
-            offset += p.numel()
-
-    def after_backward(self) -> None:
-        for p, mask in self.saliency_masks:
-            if p.grad is not None:
-                p.grad.mul_(mask)
-
-
-class SCRUB(UnlearningMethod):
-    name = "scrub"
-    summary = "student-teacher: max-steps raise KL on forget, min-steps lower KL + CE on retain"
-    hyperparams = (LR(5e-4), EPOCHS(5), BATCH,
-                   Hyperparam("max_epochs", int, 3, 0, 200, help="epochs that include a max-step on the forget set"),
-                   Hyperparam("kd_temperature", float, 4.0, 0.01, 100.0, help="distillation temperature"),
-                   Hyperparam("kl_weight", float, 1e-3, 0.0, None, help="alpha: weight of KL on retain"),
-                   Hyperparam("ce_weight", float, 0.99, 0.0, None, help="gamma: weight of CE on retain"))
-
-    def setup(self, model, data) -> None:
-        super().setup(model, data)
-        self.teacher = copy_model(self.model).eval()
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
-        self.optimizer = sgd(self.model, self.lr)
-
-    def _kl(self, x):
-        t = self.kd_temperature
-        with torch.no_grad():
-            teacher = F.softmax(self.teacher(x) / t, dim=1)
-        student = F.log_softmax(self.model(x) / t, dim=1)
-        return F.kl_div(student, teacher, reduction="batchmean") * t * t, student
-
-    def _steps(self, x, y, loss_fn, epoch) -> float:
-        total, steps = 0.0, 0
-        for xb, yb in shuffled_batches(x, y, self.batch_size, self.generator, self.data.augmentation, self.data.device):
-            loss = loss_fn(xb, yb)
-            check_finite(loss, f"scrub epoch {epoch + 1}")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            total, steps = total + loss.item(), steps + 1
-        return total / max(steps, 1)
-
-    def run_epoch(self, epoch: int) -> dict[str, float]:
-        self.model.train()
-        logs = {}
-        if epoch < self.max_epochs:
-            logs["max_loss"] = self._steps(self.data.forget_x, self.data.forget_y, lambda x, y: -self._kl(x)[0], epoch)
-
-        def min_loss(x, y):
-            kl, _ = self._kl(x)
-            return self.kl_weight * kl + self.ce_weight * F.cross_entropy(self.model(x), y)
-
-        logs["min_loss"] = self._steps(self.data.retain_x, self.data.retain_y, min_loss, epoch)
-        return logs
-
-
 class FisherForgetting(UnlearningMethod):
     """theta_i += sqrt(alpha * min(1 / (F_i + eps), clamp)) * xi_i, xi ~ N(0, 1), with F the diagonal
     Fisher on the retain set: F_i = E_x sum_k p_k(x) (d log p_k(x) / d theta_i)^2, estimated on
@@ -213,6 +108,8 @@ class FisherForgetting(UnlearningMethod):
     reference code; for class-wise forgetting the forgotten class's head row is reset to noise."""
 
     name = "ff"
+    label = "FF"
+    one_shot = True
     summary = "Fisher forgetting: Gaussian noise scaled by the inverse diagonal Fisher on retain"
     hyperparams = (
         Hyperparam("alpha", float, 1e-7, 0.0, 1.0, help="noise scale (variance multiplier)"),
@@ -244,7 +141,7 @@ class FisherForgetting(UnlearningMethod):
             offset += p.numel()
         return torch.sqrt(self.alpha * torch.minimum(inverse, clamp))
 
-    def run_epoch(self, epoch: int) -> dict[str, float]:
+    def apply(self) -> dict[str, float]:
         std = self.noise_std()
         noise = torch.randn(std.shape, generator=self.generator).to(std.device)
         add_flat_(self.model, std * noise)
@@ -262,6 +159,8 @@ class InfluenceUnlearning(UnlearningMethod):
     """
 
     name = "iu"
+    label = "IU"
+    one_shot = True
     summary = "influence unlearning: one WoodFisher inverse-Fisher step"
     hyperparams = (
         Hyperparam("alpha", float, 10.0, 0.0, 1e4, help="step size"),
@@ -278,7 +177,7 @@ class InfluenceUnlearning(UnlearningMethod):
         g = per_sample_gradients(self.model, d.retain_x[: self.num_samples].to(dev), d.retain_y[: self.num_samples].to(dev))
         return woodbury_inverse_fisher_product(g, v, self.damping)
 
-    def run_epoch(self, epoch: int) -> dict[str, float]:
+    def apply(self) -> dict[str, float]:
         direction = self.influence_direction()
         add_flat_(self.model, self.alpha * direction)
         return {"step_norm": float(self.alpha * direction.norm())}
@@ -289,3 +188,123 @@ def woodbury_inverse_fisher_product(g: torch.Tensor, v: torch.Tensor, damping: f
     n = g.shape[0]
     small = g @ g.T + n * damping * torch.eye(n, device=g.device, dtype=g.dtype)
     return (v - g.T @ torch.linalg.solve(small, g @ v)) / damping
+
+
+class NegGradPlus(_SupervisedEpochs):
+    name = "neggrad+"
+    label = "NegGrad+"
+    summary = "alpha * CE(retain) - (1 - alpha) * CE(forget), one forget batch per retain batch"
+    hyperparams = (LR(0.01), EPOCHS(5), BATCH,
+                   Hyperparam("alpha", float, 0.95, 0.0, 1.0, help="weight of the retain term"))
+
+    def setup(self, model, data) -> None:
+        super().setup(model, data)
+        self.forget_stream = BatchStream(data.forget_x, data.forget_y, self.batch_size, self.generator, data.device)
+
+    def batch_loss(self, x, y, epoch):
+        fx, fy = self.forget_stream.next()
+        return self.alpha * F.cross_entropy(self.model(x), y) - (1 - self.alpha) * F.cross_entropy(self.model(fx), fy)
+
+
+def _random_wrong_labels(labels: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:
+    """A uniformly random label different from the true one, for every sample."""
+    shift = torch.randint(1, num_classes, labels.shape, generator=generator)
+    return (labels + shift) % num_classes
+
+
+class RandomLabel(_SupervisedEpochs):
+    name = "rl"
+    label = "RL"
+    summary = "relabel the forget set at random and fine-tune on it together with the retain set"
+    hyperparams = (LR(0.01), EPOCHS(10), BATCH)
+
+    def epoch_data(self, epoch):
+        relabelled = _random_wrong_labels(self.data.forget_y, self.data.num_classes, self.generator)
+        return (torch.cat([self.data.retain_x, self.data.forget_x]), torch.cat([self.data.retain_y, relabelled]))
+
+
+class L1Sparse(_SupervisedEpochs):
+    name = "l1-sparse"
+    label = "ℓ1-sparse"
+    summary = "fine-tune on retain with an l1 penalty gamma * (1 - t/T) * ||theta||_1"
+    hyperparams = (LR(0.01), EPOCHS(10), BATCH,
+                   Hyperparam("gamma", float, 5e-4, 0.0, 1.0, help="initial l1 weight, decayed linearly to 0"))
+
+    def batch_loss(self, x, y, epoch):
+        weight = self.gamma * (1 - epoch / self.total_epochs)
+        l1 = sum(p.abs().sum() for p in self.model.parameters())
+        return F.cross_entropy(self.model(x), y) + weight * l1
+
+
+class SalUn(RandomLabel):
+    name = "salun"
+    label = "SalUn"
+    summary = "random labelling restricted to the weights most salient for the forget loss"
+    hyperparams = (LR(0.01), EPOCHS(10), BATCH,
+                   Hyperparam("mask_ratio", float, 0.5, 0.0, 1.0, help="fraction of weights updated (top saliency)"))
+
+    def setup(self, model, data) -> None:
+        super().setup(model, data)
+        gradient = summed_gradient(self.model, data.forget_x.to(data.device), data.forget_y.to(data.device)).abs()
+        keep = max(1, int(round(self.mask_ratio * gradient.numel())))
+        threshold = torch.topk(gradient, keep, sorted=True).values[-1]
+        flat_mask = (gradient >= threshold).float()
+        self.saliency_masks, offset = [], 0
+        for p in trainable_parameters(self.model).values():
+            self.saliency_masks.append((p, flat_mask[offset:offset + p.numel()].view_as(p)))
+            offset += p.numel()
+
+    def after_backward(self) -> None:
+        for p, mask in self.saliency_masks:
+            if p.grad is not None:
+                p.grad.mul_(mask)
+
+
+class SCRUB(UnlearningMethod):
+    name = "scrub"
+    label = "SCRUB"
+    summary = "student-teacher: max-steps raise KL on forget, min-steps lower KL + CE on retain"
+    hyperparams = (LR(5e-4), EPOCHS(5), BATCH,
+                   Hyperparam("max_epochs", int, 3, 0, 200, help="epochs that include a max-step on the forget set"),
+                   Hyperparam("kd_temperature", float, 4.0, 0.01, 100.0, help="distillation temperature"),
+                   Hyperparam("kl_weight", float, 1e-3, 0.0, None, help="alpha: weight of KL on retain"),
+                   Hyperparam("ce_weight", float, 0.99, 0.0, None, help="gamma: weight of CE on retain"))
+
+    def setup(self, model, data) -> None:
+        super().setup(model, data)
+        self.teacher = copy_model(self.model).eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.optimizer = sgd(self.model, self.lr)
+
+    def _kl(self, x):
+        t = self.kd_temperature
+        with torch.no_grad():
+            teacher = F.softmax(self.teacher(x) / t, dim=1)
+        student = F.log_softmax(self.model(x) / t, dim=1)
+        return F.kl_div(student, teacher, reduction="batchmean") * t * t, student
+
+    def _steps(self, x, y, loss_fn, epoch) -> float:
+        total, steps = 0.0, 0
+        batches = shuffled_batches(x, y, self.batch_size, self.generator, self.data.augmentation, self.data.device)
+        for xb, yb in tracked(batches, math.ceil(len(x) / self.batch_size), f"scrub epoch {epoch + 1}", "batch"):
+            loss = loss_fn(xb, yb)
+            check_finite(loss, f"scrub epoch {epoch + 1}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total, steps = total + loss.item(), steps + 1
+        return total / max(steps, 1)
+
+    def run_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        logs = {}
+        if epoch < self.max_epochs:
+            logs["max_loss"] = self._steps(self.data.forget_x, self.data.forget_y, lambda x, y: -self._kl(x)[0], epoch)
+
+        def min_loss(x, y):
+            kl, _ = self._kl(x)
+            return self.kl_weight * kl + self.ce_weight * F.cross_entropy(self.model(x), y)
+
+        logs["min_loss"] = self._steps(self.data.retain_x, self.data.retain_y, min_loss, epoch)
+        return logs

@@ -1,0 +1,82 @@
+"""Content-addressed artifact cache: each trained model is built once per key and reused.
+
+An entry is a folder named by the SHA-256 of its key. It is built in a private temporary
+folder and moved into place with one atomic `rename`, so a crash mid-save leaves no entry
+that later loads as valid; a per-key `flock` stops two processes (two Ray trials) from
+training the same model at once: the second waits and then reads the first one's result.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Callable, Iterator
+
+DEFAULT_CACHE_DIR = os.environ.get("DAU_CACHE_DIR", str(Path.home() / ".cache" / "dau-study"))
+
+
+def key_digest(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def source_digest(*modules: ModuleType) -> str:
+    """Short digest of the source of `modules`: an artifact keyed with it is rebuilt when that code changes."""
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def array_digest(array) -> str:
+    """Short digest of an index array, so keys stay small but still name the exact split."""
+    import numpy as np
+
+    return hashlib.sha256(np.ascontiguousarray(array, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
+class ArtifactCache:
+    def __init__(self, root: str | os.PathLike = DEFAULT_CACHE_DIR):
+        self.root = Path(root)
+
+    def entry_path(self, key: dict) -> Path:
+        return self.root / key_digest(key)
+
+    def has(self, key: dict) -> bool:
+        return self.entry_path(key).is_dir()
+
+    @contextmanager
+    def _lock(self, digest: str) -> Iterator[None]:
+        lock_dir = self.root / ".locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(lock_dir / f"{digest}.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def get_or_build(self, key: dict, build: Callable[[Path], None]) -> tuple[Path, bool]:
+        """Return (entry folder, whether it was built now); `build(folder)` writes the files."""
+        final = self.entry_path(key)
+        if final.is_dir():
+            return final, False
+        digest = final.name
+        with self._lock(digest):
+            if final.is_dir():  # another process built it while we waited
+                return final, False
+            staging = self.root / f".staging-{digest}-{uuid.uuid4().hex[:8]}"
+            staging.mkdir(parents=True)
+            try:
+                build(staging)
+                (staging / "key.json").write_text(json.dumps(key, indent=2, sort_keys=True, default=str))
+                os.rename(staging, final)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+        return final, True

@@ -1,0 +1,126 @@
+"""Forget specs and the seeded split of a dataset into retain / forget / validation / test.
+
+The split is a pure function of (dataset, forget spec, seed, sizes): a NumPy PCG64 stream
+gives the same indices on every platform, so a run folder's indices can always be rebuilt
+and checked. The validation set is carved from the training pool *before* any forgetting,
+so the original model never sees it and it can serve as DAU's "non-member" set; the test
+set is never touched by attacker or unlearning.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from study.core.errors import UserError
+
+
+@dataclass(frozen=True)
+class ForgetSpec:
+    """`random:<pct>` (a uniformly drawn percentage of train) or `class:<k>` (all of class k)."""
+
+    kind: str
+    value: float
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value:g}"
+
+    @property
+    def is_classwise(self) -> bool:
+        return self.kind == "class"
+
+
+def parse_forget_spec(text: str, num_classes: int | None = None) -> ForgetSpec:
+    """Parse `random:10` or `class:3`; refuse anything that would make an empty or total forget set."""
+    match = re.fullmatch(r"\s*(random|class):\s*([0-9]+(?:\.[0-9]*)?)\s*", str(text))
+    if not match:
+        raise UserError(f"malformed forget spec {text!r}; expected 'random:<percent>' (e.g. random:10) "
+                        "or 'class:<index>' (e.g. class:3)")
+    kind, number = match.group(1), float(match.group(2))
+    if kind == "random" and not 0 < number < 100:
+        raise UserError(f"forget spec {text!r}: the percentage must be strictly between 0 and 100")
+    if kind == "class":
+        if number != int(number):
+            raise UserError(f"forget spec {text!r}: the class must be an integer index")
+        if num_classes is not None and not 0 <= number < num_classes:
+            raise UserError(f"forget spec {text!r}: class index must be in 0..{num_classes - 1} for this dataset")
+    return ForgetSpec(kind, number)
+
+
+@dataclass
+class Splits:
+    """Index arrays into the dataset's train tensors (retain, forget, val) and test tensors.
+
+    For class-wise forgetting `test` holds only the remaining classes (TA is measured there)
+    and `test_forget` holds the forgotten class's test samples; otherwise `test_forget` is empty.
+    """
+
+    retain: np.ndarray
+    forget: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    test_forget: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def train(self) -> np.ndarray:
+        """The original model's training set: retain and forget together, in sorted order."""
+        return np.sort(np.concatenate([self.retain, self.forget]))
+
+    def as_arrays(self) -> dict[str, np.ndarray]:
+        return {"retain": self.retain, "forget": self.forget, "val": self.val,
+                "test": self.test, "test_forget": self.test_forget}
+
+    def save(self, path) -> None:
+        np.savez(path, **self.as_arrays())
+
+    @classmethod
+    def load(cls, path) -> "Splits":
+        try:
+            with np.load(path) as arrays:
+                return cls(**{key: arrays[key].astype(np.int64) for key in
+                              ("retain", "forget", "val", "test", "test_forget")})
+        except (OSError, KeyError, ValueError) as err:
+            raise UserError(f"split file {path} is missing or corrupted: {err}") from err
+
+
+def make_splits(train_y: np.ndarray, test_y: np.ndarray, spec: ForgetSpec, seed: int,
+                val_size: int, train_size: int | None = None) -> Splits:
+    """Carve validation (and an optional fixed-size training subset) from the train pool, then the forget set."""
+    train_y = np.asarray(train_y)
+    test_y = np.asarray(test_y)
+    num_classes = int(max(train_y.max(), test_y.max())) + 1
+    if spec.is_classwise and not 0 <= spec.value < num_classes:
+        raise UserError(f"forget spec {spec}: class index must be in 0..{num_classes - 1} for this dataset")
+    if val_size <= 0 or val_size >= len(train_y):
+        raise UserError(f"validation size {val_size} must be between 1 and {len(train_y) - 1}")
+    # The pool split depends on the seed only, not on the forget spec, so random and
+    # class-wise runs with the same seed share one original model.
+    pool = np.random.Generator(np.random.PCG64(seed)).permutation(len(train_y))
+    val = np.sort(pool[:val_size])
+    train = pool[val_size:]
+    if train_size is not None:
+        if train_size > len(train):
+            raise UserError(f"training subset of {train_size} asked for, but only {len(train)} samples remain "
+                            f"after a validation set of {val_size}")
+        train = train[:train_size]
+    train = np.sort(train)
+    forget_rng = np.random.Generator(np.random.PCG64([seed, 1]))
+    if spec.kind == "random":
+        count = int(round(len(train) * spec.value / 100.0))
+        if count == 0 or count == len(train):
+            raise UserError(f"forget spec {spec} gives {count} of {len(train)} training samples; "
+                            "the forget set and the retain set must both be non-empty")
+        forget = np.sort(forget_rng.choice(train, size=count, replace=False))
+        test = np.arange(len(test_y))
+        test_forget = np.zeros(0, dtype=np.int64)
+    else:
+        forget_class = int(spec.value)
+        forget = train[train_y[train] == forget_class]
+        if len(forget) == 0:
+            raise UserError(f"forget spec {spec}: no training sample of class {forget_class}")
+        test = np.flatnonzero(test_y != forget_class)
+        test_forget = np.flatnonzero(test_y == forget_class)
+    retain = np.setdiff1d(train, forget, assume_unique=True)
+    return Splits(retain=retain.astype(np.int64), forget=forget.astype(np.int64), val=val.astype(np.int64),
+                  test=test.astype(np.int64), test_forget=test_forget.astype(np.int64))

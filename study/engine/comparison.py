@@ -1,0 +1,198 @@
+"""A fair Table 1: every method tuned with the same budget on the tuning seeds, then its best
+configuration run on evaluation seeds that no study saw. The engine behind `study.compare`.
+
+For each method (Original and Retrain are reference rows):
+  1. a study of `budget` trials on its own search space (the method's `default_space` for the
+     preset and forget scheme, or one named for it), on the tuning seeds only (several seeds:
+     each trial reports their mean), all with the same objective. Studies run in this process,
+     one after another, under one Ray session;
+  2. its best trial's configuration (`configs/<level>/<method>.yaml`) run once per evaluation seed
+     (`study.engine.seed_runs`, kept in `runs.csv`).
+A method whose study failed is recorded as failed, not dropped. Run again, the same comparison
+reuses finished studies (from their records alone: `study.json`, Ray's experiment state, each
+trial's params and results, so deleted checkpoint folders do not matter) and evaluation runs,
+and computes only what is missing; when a study's whole folder is gone (a comparison kept in
+version control holds `compare.json` and `configs/` only), the configuration it chose is reused
+as recorded. Each sparsity level has its own studies (`studies/<level>/<method>`) and
+configurations; a folder holds one comparison (the same budget, seeds, objective, experiment).
+"""
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from study.core.cache import ArtifactCache
+from study.core.errors import TrainingDiverged, UserError
+from study.engine.ray_cluster import ray_session
+from study.engine.seed_runs import rows_per_seed
+from study.engine.spaces import MethodSpace, SearchSpace, load_space
+from study.engine.study import StudyRequest, run_study
+from study.experiment.config import ExperimentConfig, resolve_experiment
+from study.methods import method_class
+from study.records.comparison import (REFERENCE_ROWS, chosen_config_path, level_name, recorded_study,
+                                      write_comparison)
+from study.records.method_config import write_config
+from study.records.run_log import RunLog
+from study.records.study_record import find_study_dir, read_study_record
+from study.records.trials import best_configs
+
+Log = Callable[[str], None]
+MIA_SUBSETS = 5  # member subsets MIA-Efficacy is recomputed on, to show how much it depends on one draw
+
+
+@dataclass
+class ComparisonRequest:
+    methods: list[str]
+    experiment: ExperimentConfig
+    preset: str
+    out: Path
+    cache_dir: str
+    budget: int = 16
+    tune_seeds: list[int] = field(default_factory=lambda: [0])
+    eval_seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    objective: str = "avg_disparity"
+    spaces: dict[str, str] = field(default_factory=dict)  # method -> space name or path, replacing its default
+    cpus_per_trial: float | None = None
+    max_concurrent: int | None = None
+    studies_only: bool = False
+    quiet: bool = False
+    command: str = ""
+
+    @property
+    def level(self) -> str:
+        return level_name(self.experiment.sparsity)
+
+    @property
+    def scheme(self) -> str:
+        return self.experiment.forget.split(":")[0]
+
+    def header(self) -> dict:
+        """What compare.json records of the comparison as a whole (a rerun must match it)."""
+        return {"command": self.command, "experiment": self.experiment.as_dict(), "budget": self.budget,
+                "objective": self.objective, "tune_seeds": self.tune_seeds, "eval_seeds": self.eval_seeds}
+
+
+def method_space(method: str, request: ComparisonRequest) -> tuple[SearchSpace, MethodSpace]:
+    """The space a method is tuned with, and its section (checked before any study starts)."""
+    name = request.spaces.get(method) or method_class(method).default_space(request.preset, request.scheme)
+    space = load_space(name)
+    sections = [m for m in space.methods if m.method == method]
+    if not sections:
+        raise UserError(f"the {space.name} space has no section for {method}")
+    return space, sections[0]
+
+
+def tune_method(method: str, request: ComparisonRequest, previous: dict, log: Log, ray_needed: Callable[[], None]) -> dict:
+    """Tune one method (or reuse its finished study, from its folder or, when that is gone, from
+    compare.json and its chosen configuration); returns its record, with `status` and `dir`."""
+    root = request.out / "studies" / request.level / method
+    existing = find_study_dir(root)
+    if existing is not None:
+        record = read_study_record(existing) or {}
+        if record.get("status") == "finished" and record.get("num_trials") == request.budget:
+            log(f"{method}: study finished earlier ({existing}), reused")
+            return {**record, "dir": str(existing)}
+    else:
+        recorded = recorded_study(method, request.out, request.level, previous, request.budget)
+        if recorded is not None:
+            log(f"{method}: study finished earlier (recorded in compare.json; its folder is absent), "
+                f"reused through configs/{request.level}/{method}.yaml")
+            return recorded
+    space, section = method_space(method, request)
+    seeds = request.tune_seeds
+    study = StudyRequest(
+        space=space, method_space=section, experiment={**request.experiment.as_dict(), "seed": seeds[0]},
+        storage=str(root.resolve()), name=method, cache_dir=request.cache_dir, num_samples=request.budget,
+        max_concurrent=request.max_concurrent, cpus_per_trial=request.cpus_per_trial or 1.0,
+        resume=existing is not None, average_seeds=list(seeds) if len(seeds) > 1 else None,
+        objective=request.objective, quiet=request.quiet, sampler_seed=seeds[0],
+        command=f"{request.command}  (study of {method})")
+    log(f"{method}: study of {request.budget} trials on seed(s) {' '.join(map(str, seeds))} ...")
+    root.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    try:
+        ray_needed()
+        outcome = run_study(study, log)
+    except (UserError, TrainingDiverged) as err:
+        log(f"{method}: study FAILED ({err})")
+        return {"status": "failed", "reason": str(err), "dir": str(root / method)}
+    study_dir = find_study_dir(root) or root / method  # named as the command named --out, not absolute
+    record = read_study_record(study_dir) or {}
+    if outcome.status != "finished":
+        reason = (outcome.failures[-1][1] if outcome.failures else f"study {outcome.status}")
+        log(f"{method}: study FAILED ({reason})")
+        return {**record, "status": "failed", "reason": reason, "dir": str(study_dir)}
+    log(f"{method}: study finished in {time.perf_counter() - began:.0f} s")
+    return {**record, "dir": str(study_dir)}
+
+
+def chosen_configs(studies: dict[str, dict], request: ComparisonRequest) -> dict[str, dict]:
+    """Each finished study's best configuration, written to configs/<level>/<method>.yaml."""
+    configs = {}
+    for method, record in studies.items():
+        if record.get("status") != "finished":
+            continue
+        if "config" in record:  # reused through its configuration: nothing to export again
+            config = record["config"]
+        else:
+            config = best_configs(record["dir"])[0]
+            config["source"]["study"] = record["dir"]  # as recorded, not this machine's absolute path
+            write_config(config, chosen_config_path(request.out, request.level, method))
+        configs[method] = config
+    return configs
+
+
+def run_comparison(request: ComparisonRequest, previous: dict, log: Log) -> dict:
+    """Tune every method (in one Ray session), record the comparison in compare.json, and (unless
+    `studies_only`) run the chosen configurations and the reference rows on the evaluation seeds.
+    Returns the comparison's record."""
+    for method in request.methods:  # every space is checked before anything trains
+        method_space(method, request)
+    request.out.mkdir(parents=True, exist_ok=True)
+    studies = {}
+    with ExitStack() as stack:
+        started: list = []
+
+        def ray_needed() -> None:  # Ray starts for the first study that must run, not for reused ones
+            if not started:
+                started.append(stack.enter_context(ray_session(None)))
+
+        for method in request.methods:
+            studies[method] = tune_method(method, request, previous, log, ray_needed)
+    failed = {m: r.get("reason", "failed") for m, r in studies.items() if r.get("status") != "finished"}
+    configs = chosen_configs(studies, request)
+    seeds_seen = {method: {"seed": (record.get("experiment") or {}).get("seed"),
+                           "average_seeds": record.get("average_seeds"), "trials": record.get("num_trials"),
+                           "status": record.get("status"), "dir": record.get("dir")}
+                  for method, record in studies.items()}
+    levels = {**previous.get("levels", {}), request.level: {
+        "sparsity": request.experiment.sparsity, "methods": list(request.methods), "studies": seeds_seen,
+        "failed": failed, "configs": {method: config["params"] for method, config in configs.items()}}}
+    record = {**request.header(), "levels": levels}
+    write_comparison(request.out, record)
+    if not request.studies_only:
+        evaluate_configs(request, {m: c["params"] for m, c in configs.items()}, log)
+    return record
+
+
+def evaluate_configs(request: ComparisonRequest, configs: dict[str, dict], log: Log) -> None:
+    """The reference rows and each chosen configuration on every evaluation seed (kept in runs.csv);
+    a seed's data and models are prepared only when one of its rows is missing."""
+    from study.experiment.prepare import prepare
+
+    cache = ArtifactCache(request.cache_dir)
+    prepared_by_seed: dict = {}
+
+    def prepared_for(seed: int):
+        if seed not in prepared_by_seed:
+            config = resolve_experiment(None, request.experiment.as_dict(), {"seed": seed})
+            prepared_by_seed[seed] = prepare(config, cache, log=log)
+        return prepared_by_seed[seed]
+
+    run_log = RunLog(request.out / "runs.csv")
+    for method, params in {**{name: {} for name in REFERENCE_ROWS}, **configs}.items():
+        rows_per_seed(method, params, request.eval_seeds, request.preset, request.experiment.forget,
+                      request.experiment.sparsity, prepared_for, run_log, log, MIA_SUBSETS)

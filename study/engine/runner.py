@@ -1,0 +1,53 @@
+"""Run one unlearning method on a prepared experiment and collect its metrics and timings.
+
+Shared by `python -m study.run` and the benchmarks; the Ray Tune Trainable drives the same
+method objects epoch by epoch instead.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from study.methods import UnlearningMethod
+from study.experiment.prepare import Log, Prepared
+from study.core.pruning import copy_model
+
+
+@dataclass
+class MethodResult:
+    method: str
+    params: dict
+    model: torch.nn.Module
+    metrics: dict[str, float]
+    run_seconds: float
+    epochs: list[dict] = field(default_factory=list)
+    artifact_seconds: dict[str, float] = field(default_factory=dict)  # shared artifacts, not in run_seconds
+
+
+def run_method(prepared: Prepared, method: UnlearningMethod, log: Log = print,
+               eval_every_epoch: bool = False) -> MethodResult:
+    """Apply `method` to a copy of the original model; run time covers the unlearning alone (not the
+    evaluation between epochs, nor loading or building artifacts shared across runs)."""
+    if method.reference == "retrain":
+        model = copy_model(prepared.retrain)
+        return MethodResult(method.name, method.params, model, dict(prepared.retrain_metrics),
+                            float(prepared.retrain_seconds))
+    epochs: list[dict] = []
+    last_metrics: dict[str, float] = {}
+
+    def on_epoch(epoch: int, model: torch.nn.Module, logs: dict) -> None:
+        row = {"epoch": epoch + 1, **logs}
+        if eval_every_epoch:
+            last_metrics.clear()
+            last_metrics.update(prepared.evaluate(model))
+            row.update(last_metrics)
+        epochs.append(row)
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch",) and isinstance(v, float))
+        log(f"  {method.name}: epoch {epoch + 1}/{method.num_epochs}  {shown}")
+
+    model = method.unlearn(prepared.fresh_original(), prepared.unlearn_data(log), callbacks=[on_epoch])
+    seconds = method.setup_seconds + sum(row["seconds"] for row in epochs)
+    metrics = dict(last_metrics) if last_metrics else prepared.evaluate(model)  # the last epoch's, not again
+    return MethodResult(method.name, method.params, model, metrics, seconds, epochs,
+                        method.shared_artifact_seconds())

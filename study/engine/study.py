@@ -1,0 +1,275 @@
+"""One study: search a method's hyperparameters with Ray Tune, for `study.tune` and `study.compare` alike.
+
+Optuna's TPE sampler (`OptunaSearch`) proposes configurations, ASHA stops poor trials early on
+the objective (mode min), each trial is an `UnlearningTrainable` that reads the cached original
+and Retrain models. Before any trial starts the driver builds (or finds) every artifact the
+trials read: the originals and Retraining of each seed / sparsity / forget spec the space runs,
+and whatever a method shares across runs through its `prebuild` hook (DAU's pre-trained
+attackers). Results, checkpoints and TensorBoard event files live under `<storage>/<name>`;
+`resume` continues an interrupted study from there. The caller connects Ray first
+(`study.engine.ray_cluster.ray_session`), so a comparison runs all its studies in one session.
+
+`average_seeds` makes every trial run its configuration on each seed and report the mean: a
+configuration chosen on one seed's split often fails on the next, and a space's
+`experiment.seeds` cannot help there, because it runs each seed as a trial of its own that the
+sampler treats as an unrelated configuration.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from study.core.cache import ArtifactCache
+from study.core.errors import UserError
+from study.engine.spaces import MethodSpace, SearchSpace
+from study.evaluation.names import HEADLINE, OBJECTIVES
+from study.experiment.config import ExperimentConfig
+from study.methods import method_class
+from study.records.study_record import read_study_record, write_study_record
+
+Log = Callable[[str], None]
+ASHA_MAX_EPOCHS, ASHA_GRACE_EPOCHS, ASHA_REDUCTION = 200, 1, 2
+REPORT_EVERY_S = 10  # the progress table's refresh: no study is silent for longer on a terminal
+
+
+@dataclass
+class StudyRequest:
+    """Everything one `study.tune` (or one method of `study.compare`) asks of the engine."""
+
+    space: SearchSpace
+    method_space: MethodSpace
+    experiment: dict  # the resolved experiment (ExperimentConfig.as_dict())
+    storage: str  # local folder (absolute) or a URI Ray accepts
+    name: str
+    cache_dir: str
+    num_samples: int | None = None  # default: the space's
+    max_concurrent: int | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    resume: bool = False
+    average_seeds: list[int] | None = None
+    objective: str = "avg_disparity"  # a key of OBJECTIVES
+    retrain_free_score: bool = False
+    scheduler: str = "asha"
+    eval_every_epoch: bool = False
+    max_failures: int = 0
+    quiet: bool = False
+    sampler_seed: int = 0
+    command: str = ""
+
+    @property
+    def metric(self) -> str:
+        return OBJECTIVES[self.objective]
+
+    @property
+    def local(self) -> bool:
+        return "://" not in self.storage
+
+    @property
+    def study_dir(self) -> Path:
+        return Path(self.storage) / self.name
+
+    @property
+    def trials_wanted(self) -> int:
+        return expected_trials(self.method_space, self.num_samples or self.space.num_samples)
+
+
+@dataclass
+class StudyOutcome:
+    method: str
+    study_dir: Path
+    trials: int
+    expected: int
+    missing: int  # trials neither finished nor failed (an interrupted study)
+    wall_seconds: float
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (trial folder, last error line)
+
+    @property
+    def status(self) -> str:
+        if self.missing:
+            return "interrupted"
+        return "failed" if self.trials and len(self.failures) == self.trials else "finished"
+
+
+def expected_trials(method_space: MethodSpace, num_samples: int) -> int:
+    """How many trials a complete study of this space has: num_samples per grid point."""
+    count = num_samples
+    for values in method_space.grid.values():
+        count *= len(values)
+    return count
+
+
+def unfinished_trials(trials, expected: int) -> int:
+    """Trials (a `study.records.trials.load_study` frame) that neither terminated nor errored, never
+    started ones included: nonzero after Ctrl+C, which Ray Tune turns into an early, quiet return."""
+    done = int(trials["status"].isin(["TERMINATED", "ERROR"]).sum())
+    return max(0, expected - done)
+
+
+def eval_milestones(scheduler: str, eval_every_epoch: bool) -> list[int] | None:
+    """The epochs a trial evaluates at besides its last: ASHA's rungs (the only epochs whose results
+    it reads, laid out as Ray's ASHAScheduler lays them out), none under FIFO, or None (every epoch)."""
+    if eval_every_epoch:
+        return None
+    if scheduler != "asha":
+        return []
+    rungs = int(math.log(ASHA_MAX_EPOCHS / ASHA_GRACE_EPOCHS) / math.log(ASHA_REDUCTION) + 1)
+    return [ASHA_GRACE_EPOCHS * ASHA_REDUCTION ** k for k in range(rungs)]
+
+
+def trial_resources(cpus_per_trial: float, gpus_per_trial: float) -> dict[str, float]:
+    """The resource request of one trial, as Ray receives it (a test checks this mapping)."""
+    return {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
+
+
+def trial_dirname(trial) -> str:
+    """Short trial folder names (Ray's default embeds the whole config and gets unreadable)."""
+    return f"trial_{trial.trial_id}"
+
+
+def search_options(method_space: MethodSpace) -> dict[str, list | None]:
+    """Each hyperparameter the space sets and the values it can take (None: a continuous range),
+    for a method's `prebuild` hook."""
+    options: dict[str, list | None] = {name: [value] for name, value in method_space.fixed.items()}
+    options.update({name: list(values) for name, values in method_space.grid.items()
+                    if not name.startswith("experiment.")})
+    for name, spec in method_space.search.items():
+        if not name.startswith("experiment."):
+            kind, args = next(iter(spec.items()))
+            options[name] = list(args) if kind == "choice" else None
+    return options
+
+
+def prebuild_artifacts(request: StudyRequest, device: str, log: Log) -> None:
+    """Train (or find) every original (and Retrain, unless retrain-free) the trials will read, and
+    what the method shares across runs (its `prebuild` hook), once, before any trial starts."""
+    from study.evaluation.heldout import RetrainFreeJudge
+    from study.experiment.prepare import prepare
+
+    method_space, experiment = request.method_space, request.experiment
+    cls = method_class(method_space.method)
+    need_retrain = request.objective != "retrain_free"
+    cache = ArtifactCache(request.cache_dir)
+    options = search_options(method_space)
+    for seed in request.average_seeds or method_space.values_of("seed") or [experiment["seed"]]:
+        for sparsity in method_space.values_of("sparsity") or [experiment["sparsity"]]:
+            for forget in method_space.values_of("forget") or [experiment["forget"]]:
+                config = ExperimentConfig.from_dict({**experiment, "seed": seed, "sparsity": sparsity, "forget": forget})
+                prepared = prepare(config, cache, device=device, need_retrain=need_retrain, log=log)
+                cls.prebuild(prepared, options, log)
+                where = f"seed {seed}, sparsity {sparsity:g}, forget {forget}"
+                if not need_retrain:
+                    RetrainFreeJudge(prepared, cache)  # builds the RMIA reference models once
+                    log(f"artifacts ready (retrain-free): {where}")
+                    continue
+                retrain = prepared.retrain_metrics
+                log(f"artifacts ready: {where}: Retrain " + " ".join(f"{m} {retrain[m]:.2f}" for m in HEADLINE[:-1])
+                    + f"; original Avg. Disparity {prepared.original_metrics['avg_disparity']:.2f}")
+
+
+def param_space(request: StudyRequest, threads: int) -> dict:
+    """The Trainable's config: the experiment, the method (and the module defining it, so a worker
+    finds a plug-in), the searched hyperparameters as Ray Tune distributions, and the trial settings."""
+    params, experiment_search = request.method_space.param_space()
+    method = request.method_space.method
+    return {"experiment": {**request.experiment, **experiment_search}, "method": method,
+            "method_module": method_class(method).__module__, "params": params,
+            "cache_dir": str(Path(request.cache_dir).resolve()), "threads": threads, "gpus": request.gpus_per_trial,
+            "objective": request.objective, "retrain_free_score": request.retrain_free_score,
+            "eval_milestones": eval_milestones(request.scheduler, request.eval_every_epoch),
+            **({"average_seeds": list(request.average_seeds)} if request.average_seeds else {})}
+
+
+def resourced_trainable(request: StudyRequest):
+    """The Trainable with each trial's resource request attached (new studies and resumed ones alike)."""
+    from ray import tune
+
+    from study.engine.trainable import UnlearningTrainable
+
+    return tune.with_resources(UnlearningTrainable, trial_resources(request.cpus_per_trial, request.gpus_per_trial))
+
+
+def build_tuner(request: StudyRequest, threads: int):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    if request.resume:
+        return tune.Tuner.restore(str(request.study_dir), trainable=resourced_trainable(request),
+                                  resume_unfinished=True, resume_errored=True)
+    space, method_space = request.space, request.method_space
+    max_concurrent = request.max_concurrent or space.max_concurrent
+    search_alg = None
+    if method_space.uses_optuna:
+        import optuna
+
+        sampler = optuna.samplers.TPESampler(seed=request.sampler_seed)
+        search_alg = ConcurrencyLimiter(OptunaSearch(sampler=sampler), max_concurrent=max_concurrent)
+    # time_attr "epoch": a step may run several epochs (the Trainable evaluates only at the rungs)
+    scheduler = (ASHAScheduler(time_attr="epoch", max_t=ASHA_MAX_EPOCHS, grace_period=ASHA_GRACE_EPOCHS,
+                               reduction_factor=ASHA_REDUCTION)
+                 if request.scheduler == "asha" else FIFOScheduler())
+    reporter = None
+    if not request.quiet:
+        columns = {request.metric: "objective", "UA": "UA", "MIA-Efficacy": "MIA", "RA": "RA", "TA": "TA",
+                   "epoch": "epochs"}
+        reporter = tune.CLIReporter(metric_columns=columns,
+                                    parameter_columns={f"params/{k}": k for k in method_space.search},
+                                    max_report_frequency=REPORT_EVERY_S, sort_by_metric=True)
+    run_config = tune.RunConfig(
+        name=request.name, storage_path=request.storage, verbose=0 if request.quiet else 1,
+        progress_reporter=reporter,
+        checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=1, checkpoint_at_end=True),
+        failure_config=tune.FailureConfig(max_failures=request.max_failures))
+    tune_config = tune.TuneConfig(metric=request.metric, mode="min", search_alg=search_alg, scheduler=scheduler,
+                                  num_samples=request.num_samples or space.num_samples,
+                                  max_concurrent_trials=max_concurrent, trial_dirname_creator=trial_dirname,
+                                  reuse_actors=True)  # the Trainable's reset_config sets each trial up afresh
+    return tune.Tuner(resourced_trainable(request), param_space=param_space(request, threads),
+                      tune_config=tune_config, run_config=run_config)
+
+
+def run_study(request: StudyRequest, log: Log, ray_start_seconds: float = 0.0) -> StudyOutcome:
+    """Prebuild the artifacts, run (or resume) the study's trials under the connected Ray, and keep
+    its record (study.json: `running`, then `finished` or `interrupted`, with its timings)."""
+    from study.engine.trainable import trial_device
+
+    method = request.method_space.method
+    if request.objective == "retrain_free" and method_class(method).reference == "retrain":
+        raise UserError("the retrain-free objective cannot tune the retrain method itself")
+    if request.resume and request.local and read_study_record(request.study_dir) is None:
+        raise UserError(f"no study to resume at {request.study_dir}")
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # keep the experiment state fresh for resuming
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    began = time.perf_counter()
+    prebuild_artifacts(request, trial_device(request.gpus_per_trial), log)
+    prebuild_seconds = time.perf_counter() - began
+    tuner = build_tuner(request, threads=max(1, int(request.cpus_per_trial)))
+    record = {"space": request.space.name, "space_file": str(request.space.path), "method": method,
+              "experiment": request.experiment, "objective": request.metric, "average_seeds": request.average_seeds,
+              "command": request.command, "status": "running"}
+    if request.local:
+        request.study_dir.mkdir(parents=True, exist_ok=True)
+        if not request.resume:
+            write_study_record(request.study_dir, record)
+    started = time.perf_counter()
+    results = tuner.fit()
+    elapsed = time.perf_counter() - started
+    failures = [(str(r.path), str(r.error).strip().splitlines()[-1]) for r in results if r.error is not None]
+    missing = 0
+    if request.local:
+        from study.records.trials import load_study
+
+        missing = unfinished_trials(load_study(request.study_dir), request.trials_wanted)
+    outcome = StudyOutcome(method, request.study_dir, len(results), request.trials_wanted, missing, elapsed, failures)
+    if request.local:
+        write_study_record(request.study_dir, {
+            **record, "status": "interrupted" if missing else "finished", "wall_seconds": elapsed,
+            "ray_start_seconds": ray_start_seconds, "prebuild_seconds": prebuild_seconds,
+            "num_trials": len(results), "failed_trials": len(failures)})
+    return outcome

@@ -1,0 +1,45 @@
+"""The names every evaluation, record, table and command shares, each defined once, in its order.
+
+A metric's key (as results and records store it), its column label, the objectives a study can
+minimise, and the one time/Retrain: everything that prints or reads these imports them here, so
+adding a metric or a column is one edit.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+METRIC_NAMES = ("UA", "MIA-Efficacy", "RA", "TA")  # the four Avg. Disparity averages, the paper's order
+HEADLINE = (*METRIC_NAMES, "avg_disparity")  # what every table shows first
+TABLE_COLUMNS = (*HEADLINE, "run_seconds")  # Table 1's columns (mean ± std over seeds)
+# --objective -> the result key a study minimises
+OBJECTIVES = {"avg_disparity": "avg_disparity", "retrain_free": "retrain_free_score"}
+OBJECTIVE_COLUMNS = tuple(OBJECTIVES.values())
+
+LABELS = {"avg_disparity": "Avg. Disparity", "run_seconds": "run time (s)", "time_ratio": "time / Retrain",
+          "time_ratio_with_shared": "time / Retrain with shared pre-training",
+          "retrain_free_score": "retrain-free score"}
+
+
+def label(name: str) -> str:
+    """How a table heads the column of result key `name`."""
+    return LABELS.get(name, name)
+
+
+def time_ratio(run_seconds: float | None, retrain_seconds: float | None, shared_seconds: float = 0.0) -> float | None:
+    """A run's time as a ratio to Retrain's on the same split: the paper's cost measure. `shared_seconds`
+    (artifacts built once per original and shared by every run on it, e.g. a pre-trained attacker)
+    are added only when the caller asks for the ratio with them. None when either time is unknown."""
+    if run_seconds is None or not retrain_seconds or (isinstance(run_seconds, float) and math.isnan(run_seconds)):
+        return None
+    return (float(run_seconds) + float(shared_seconds or 0.0)) / float(retrain_seconds)
+
+
+def shared_seconds(values: Mapping, keys: tuple[str, ...]) -> float:
+    """The seconds of shared artifacts a run recorded (`keys`: the methods' `shared_artifact_keys`)."""
+    total = 0.0
+    for key in keys:
+        value = values.get(key)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            total += float(value)
+    return total

@@ -1,0 +1,155 @@
+"""From an experiment config to everything a method needs: data, split, original and Retrain.
+
+The original model (and its OMP-pruned sparse form) and the Retrain gold standard are read
+from the artifact cache, or trained once and stored there, so every run and every Ray trial
+of a study only pays for the unlearning itself and its evaluation.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from study.experiment.artifacts import trained_model
+from study.core.cache import ArtifactCache, array_digest, key_digest, source_digest
+from study.experiment.config import ExperimentConfig
+from study.core.data import ImageDataset, load_dataset
+from study.core.errors import UserError
+from study.evaluation.evaluate import evaluate_model
+from study.evaluation.metrics import avg_disparity
+from study.core.models import Defender, build_model
+from study.core.pruning import apply_masks, copy_model, masks_of, omp_prune
+from study.core.splits import ForgetSpec, Splits, make_splits, parse_forget_spec
+from study.experiment.unlearn_data import SharedContext, UnlearnData
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Prepared:
+    config: ExperimentConfig
+    data: ImageDataset
+    spec: ForgetSpec
+    splits: Splits
+    original: Defender
+    original_seconds: float
+    original_metrics: dict[str, float]
+    retrain: Defender | None
+    retrain_seconds: float | None
+    retrain_metrics: dict[str, float] | None
+    device: str
+    cache: ArtifactCache
+    original_key: dict
+    retrain_threads: int | None = None  # torch threads Retrain was trained with (None: not recorded)
+
+    def shared_context(self, log: Log = print) -> SharedContext:
+        """What a method needs to keep artifacts shared by every run on this original in the cache."""
+        d, s = self.data, self.splits
+        return SharedContext(self.cache, self.original_key, self.original, (d.train_x[s.train], d.train_y[s.train]),
+                             (d.train_x[s.val], d.train_y[s.val]), d.num_classes, d.pixel_std, self.device, log)
+
+    def unlearn_data(self, log: Log = print) -> UnlearnData:
+        d, s = self.data, self.splits
+        return UnlearnData(d.train_x[s.retain], d.train_y[s.retain], d.train_x[s.forget], d.train_y[s.forget],
+                           d.train_x[s.val], d.train_y[s.val], d.num_classes, d.augmentation,
+                           self.config.seed, self.device, self.spec.is_classwise, d.pixel_std,
+                           self.shared_context(log))
+
+    def fresh_original(self) -> Defender:
+        """A private copy of the original model (masks kept) for one method to modify."""
+        return copy_model(self.original)
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        """UA, RA, TA, MIA-Efficacy of `model`, plus Avg. Disparity when Retrain's metrics are known."""
+        metrics = evaluate_model(model, self.data, self.splits, self.config.seed, self.device)
+        if self.retrain_metrics is not None:
+            metrics["avg_disparity"] = avg_disparity(metrics, self.retrain_metrics)
+        return metrics
+
+
+@functools.cache
+def _metric_code_digest() -> str:
+    """Digest of the code that computes the metrics: a cached evaluation is reused only by the same code."""
+    from study.core import inference
+    from study.evaluation import evaluate, metrics, mia
+
+    return source_digest(inference, metrics, mia, evaluate)
+
+
+def cached_evaluation(cache: ArtifactCache, model_key: dict, model: torch.nn.Module, data: ImageDataset,
+                      splits: Splits, seed: int, device: str = "cpu") -> dict[str, float]:
+    """`evaluate_model` of a cached model, computed once per split and kept beside it in the cache.
+
+    Every trial of a study needs the original's and Retrain's metrics; on the Fashion-MNIST proxy
+    the two evaluations cost about as much as an epoch of unlearning, so each trial's start-up
+    reads them instead of recomputing them.
+    """
+    key = {"role": "evaluation", "model": key_digest(model_key), "seed": seed, "code": _metric_code_digest(),
+           "splits": {name: array_digest(getattr(splits, name)) for name in ("retain", "forget", "test", "test_forget")}}
+
+    def builder(folder: Path) -> None:
+        metrics = evaluate_model(model, data, splits, seed, device)
+        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+
+    folder, _ = cache.get_or_build(key, builder)
+    try:
+        return {name: float(value) for name, value in json.loads((folder / "metrics.json").read_text()).items()}
+    except (OSError, ValueError, TypeError, AttributeError) as err:
+        raise UserError(f"cached evaluation {folder} is corrupted ({type(err).__name__}); delete that folder "
+                        "to recompute it") from None
+
+
+def load_experiment(config: ExperimentConfig) -> tuple[ImageDataset, ForgetSpec, Splits]:
+    """The data, forget spec and split an experiment names (checked before anything trains)."""
+    from study.core.models import MODELS
+
+    if config.model not in MODELS:
+        raise UserError(f"unknown model {config.model!r}; choose one of {', '.join(MODELS)}")
+    if not 0.0 <= config.sparsity < 1.0:
+        raise UserError(f"sparsity {config.sparsity} must be in [0, 1)")
+    config.recipe.validate()
+    data = load_dataset(config.dataset, config.data_root, config.download)
+    spec = parse_forget_spec(config.forget, data.num_classes)
+    splits = make_splits(data.train_y.numpy(), data.test_y.numpy(), spec, config.seed,
+                         val_size=config.val_size, train_size=config.train_size)
+    return data, spec, splits
+
+
+def prepare(config: ExperimentConfig, cache: ArtifactCache, device: str = "cpu", need_retrain: bool = True,
+            log: Log = print) -> Prepared:
+    """Load data, build the split, and fetch (or train once) the original and Retrain models."""
+    data, spec, splits = load_experiment(config)
+    in_channels = data.image_shape[0]
+    dense = trained_model(cache, config, data, "original", splits.train, config.seed, device, log)
+    original, original_seconds, original_key = dense.model, dense.seconds, dense.key
+    masks: dict = {}
+    if config.sparsity > 0:
+        sparse = trained_model(cache, config, data, "original-omp", splits.train, config.seed, device, log,
+                               init=lambda: omp_prune(dense.model, config.sparsity), sparsity=config.sparsity)
+        original, original_seconds, original_key = sparse.model, original_seconds + sparse.seconds, sparse.key
+        masks = masks_of(original)
+
+    retrain = retrain_seconds = retrain_metrics = retrain_threads = None
+    if need_retrain:
+        def fresh_retrain_init() -> Defender:
+            # Retrain starts from a fresh initialisation; a sparse Retrain keeps the OMP mask.
+            model = build_model(config.model, in_channels, data.num_classes, config.seed)
+            return apply_masks(model, masks) if masks else model
+
+        gold = trained_model(cache, config, data, "retrain", splits.retain, config.seed, device, log,
+                             init=fresh_retrain_init, sparsity=config.sparsity)
+        retrain, retrain_seconds, retrain_threads = gold.model, gold.seconds, gold.threads
+        retrain_metrics = cached_evaluation(cache, gold.key, retrain, data, splits, config.seed, device)
+        retrain_metrics["avg_disparity"] = 0.0
+
+    prepared = Prepared(config, data, spec, splits, original, original_seconds, {}, retrain, retrain_seconds,
+                        retrain_metrics, device, cache, original_key, retrain_threads)
+    prepared.original_metrics = cached_evaluation(cache, original_key, original, data, splits, config.seed, device)
+    if retrain_metrics is not None:
+        prepared.original_metrics["avg_disparity"] = avg_disparity(prepared.original_metrics, retrain_metrics)
+    return prepared

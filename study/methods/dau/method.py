@@ -1,0 +1,316 @@
+"""Discriminative Adversarial Unlearning: the defender plays a min-max game against a
+membership-inference attacker, keeps cross-entropy on the retain set, and (optionally) pulls
+forget-set features toward validation-set features with a Barlow Twins term.
+
+As SPEC.md describes the authors' public code (followed where it and the paper differ):
+  - the attacker is pre-trained once per original model, on the whole training set (members)
+    against the validation set (non-members), and shared by every run as a cached artifact
+    (`study.methods.dau.store`); each run loads the snapshot at `attacker_pretrain_iters` and
+    starts a fresh Adam. Its time is reported apart (`attacker_pretrain_seconds`), not as
+    unlearning time;
+  - the attacker reads raw logits by default (`use_softmax` is a searchable option);
+  - one iteration per retain batch, forget and validation batches of the same size: the
+    defender runs once, with gradients, on the forget batch and on the validation batch (each
+    with its m noisy copies); the attacker takes one step on the detached joint batch
+    cat[forget, validation]; the defender's loss reuses the same outputs, through the attacker
+    (train mode, as in the attacker's step) with the labels swapped:
+        CE(retain) + beta * (gamma * BT + alpha * L_adv);
+  - both networks stay in train mode throughout;
+  - class-wise forgetting switches after `stop_iter` (30) defender iterations: beta -> 0 and the
+    defender's rate becomes `stop_unlearn_lr`. After the switch the attacker and the forget /
+    validation forwards are skipped (their results would be unused: SPEC.md allows it);
+  - scheme defaults as the reference's CIFAR-10 commands: random lr 0.01, class-wise lr 0.02
+    with stop_unlearn_lr 0.01; 3 epochs; batch 256.
+  - pre-training length as the reference bounds it: its pre-training runs inside the same epoch
+    loop over the retain loader as unlearning (`--unlearn_epochs`, 10 by default when
+    pre-training) and stops at 1,000 iterations, so by default the attacker is pre-trained for
+        min(attacker_pretrain_epochs x ceil(|retain| / batch_size), 1000)
+    iterations: 1,000 on CIFAR-10, 360 on the Fashion-MNIST proxy, 40 on digits. An explicit
+    `attacker_pretrain_iters` replaces the rule (the search spaces list lengths that way).
+The defender sees the clean batch and each of its m noisy copies in forwards of B images
+(`copies_per_forward` = 1): the reference also runs the clean batch alone, and on 2 CPU cores
+one forward of (1 + m) x B images with gradients runs about half as fast per image
+(`python bench/dau_cost.py`). In train mode each forward normalises by its own statistics; the
+copies differ by the 1e-3 noise only (tests/test_dau.py checks how far the inputs move).
+Additions of this project, off by default: `repair_decay` anneals the rate after the switch to
+0 by a cosine; `bt_projector` applies Barlow Twins on a projector head (the paper's Sec. 3.4).
+"""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from study.methods.dau.attacker import (AttackerSettings, AttackInputs, PretrainedAttacker, SelfAttentionAttacker,
+                                    attack_inputs, membership_accuracy, pretrain_attacker)
+from study.methods.base import BatchStream, Hyperparam, UnlearningMethod, shuffled_batches
+from study.core.errors import UserError
+from study.core.progress import Progress
+from study.core.train import check_finite
+from study.methods.dau.losses import attacker_loss, barlow_twins_loss, defender_adversarial_loss
+from study.methods.dau.store import AttackerStore, attacker_variants
+
+CLASSWISE_STOP_ITER = 30  # the paper's class-wise switch point (SPEC.md)
+RANDOM_LR, CLASSWISE_LR, CLASSWISE_STOP_LR = 0.01, 0.02, 0.01  # the reference's CIFAR-10 commands
+PRETRAIN_EPOCHS, PRETRAIN_MAX_ITERS = 10, 1000  # the reference's pre-training loop: 10 epochs, stopped at 1,000
+# The hyperparameters that select which pre-trained attacker a run loads (with the experiment seed)
+ATTACKER_KEY_PARAMS = ("attacker_pretrain_iters", "attacker_pretrain_epochs", "pretrain_lr", "pretrain_batch_size",
+                       "batch_size", "noise_copies", "use_softmax", "copies_per_forward")
+SPACES = {("fmnist-proxy", "random"): "fmnist-random", ("fmnist-proxy", "class"): "fmnist-classwise",
+          ("digits", "random"): "random", ("digits", "class"): "classwise"}  # DAU's space by preset and scheme
+
+
+def pretrain_length(epochs: int, retain_size: int, batch_size: int) -> int:
+    """The reference's pre-training length: `epochs` passes over the retain batches, at most 1,000."""
+    return min(epochs * math.ceil(retain_size / batch_size), PRETRAIN_MAX_ITERS)
+
+
+class BarlowProjector(nn.Module):
+    """Optional projector over the defender's features, as commonly used in SSL (paper Sec. 3.4)."""
+
+    def __init__(self, width: int, out_width: int = 256):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(width, out_width), nn.BatchNorm1d(out_width), nn.ReLU(),
+                                 nn.Linear(out_width, out_width))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """No gradients into `module`'s parameters (the defender's step must not train the attacker)."""
+    flags = [p.requires_grad for p in module.parameters()]
+    for p in module.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
+
+
+class DAU(UnlearningMethod):
+    name = "dau"
+    label = "DAU"
+    summary = "Discriminative Adversarial Unlearning: min-max against a SAMIA attacker + Barlow Twins"
+    hyperparams = (
+        Hyperparam("lr", float, None, 1e-6, 1.0, optional=True,
+                   help=f"defender learning rate, SGD momentum 0.9 (none = the scheme's: {RANDOM_LR} random, "
+                        f"{CLASSWISE_LR} class-wise)"),
+        Hyperparam("epochs", int, 3, 1, 100, help="passes over the retain set"),
+        Hyperparam("batch_size", int, 256, 2, 4096, help="retain, forget and validation batch size"),
+        Hyperparam("alpha", float, 0.9, 0.0, None, help="weight of the adversarial term"),
+        Hyperparam("gamma", float, 0.001, 0.0, None, help="weight of the Barlow Twins term"),
+        Hyperparam("beta", float, 1.0, 0.0, None, help="weight of the whole unlearning part (0 after stop_iter)"),
+        Hyperparam("regularizer", bool, True, help="use the Barlow Twins term (false = the paper's 'No BT' ablation)"),
+        Hyperparam("bt_lambda_offdiag", float, 5e-3, 0.0, None, help="Barlow Twins off-diagonal weight"),
+        Hyperparam("bt_projector", bool, False, help="apply Barlow Twins on a projector head instead of raw features"),
+        Hyperparam("non_saturating", bool, True, help="defender's adversarial loss: swapped-label CE (true) or -CE"),
+        Hyperparam("attacker_lr", float, 1e-3, 1e-7, 1.0, help="attacker Adam learning rate during unlearning"),
+        Hyperparam("attacker_pretrain_iters", int, None, 0, 100000, optional=True,
+                   help="pre-training iterations of the shared attacker, a cached artifact per original model "
+                        f"(none = the reference's min(attacker_pretrain_epochs x retain batches, {PRETRAIN_MAX_ITERS}))"),
+        Hyperparam("attacker_pretrain_epochs", int, PRETRAIN_EPOCHS, 0, 1000,
+                   help="passes over the retain batches the attacker is pre-trained for when attacker_pretrain_iters "
+                        f"is none (the reference's loop, stopped at {PRETRAIN_MAX_ITERS} iterations)"),
+        Hyperparam("pretrain_lr", float, 1e-3, 1e-7, 1.0, help="attacker Adam learning rate during pre-training"),
+        Hyperparam("pretrain_batch_size", int, None, 2, 4096, optional=True,
+                   help="members and non-members per pre-training iteration (none = batch_size)"),
+        Hyperparam("noise_copies", int, 10, 1, 100, help="noisy input copies for the sensitivity feature"),
+        Hyperparam("copies_per_forward", int, 1, 1, 101, optional=True,
+                   help="batches (clean or noisy) per defender forward: 1 = the clean batch, then each noisy copy, "
+                        "alone (none = all in one forward)"),
+        Hyperparam("use_softmax", bool, False, help="feed softmax outputs (SAMIA) instead of raw logits (DAU code)"),
+        Hyperparam("stop_iter", int, None, 0, None, optional=True,
+                   help="after this many defender iterations set beta=0 (none = the scheme's default: "
+                        f"{CLASSWISE_STOP_ITER} for class-wise forgetting if classwise_switch, else never)"),
+        Hyperparam("classwise_switch", bool, True,
+                   help=f"class-wise forgetting with stop_iter unset switches after {CLASSWISE_STOP_ITER} "
+                        "iterations (the paper's protocol); false = never switch unless stop_iter is set"),
+        Hyperparam("stop_unlearn_lr", float, None, 1e-7, 1.0, optional=True,
+                   help=f"defender learning rate after the switch (none = {CLASSWISE_STOP_LR} class-wise, "
+                        "else keep lr)"),
+        Hyperparam("repair_decay", bool, False,
+                   help="after the switch, decay the defender learning rate by a cosine to 0 over the remaining "
+                        "iterations (not in SPEC.md; false = constant, as SPEC.md)"),
+    )
+
+    shared_artifact_keys = ("attacker_pretrain_seconds",)
+    attacker_key_params = ATTACKER_KEY_PARAMS
+
+    @classmethod
+    def default_space(cls, preset: str, scheme: str) -> str:
+        if (preset, scheme) not in SPACES:
+            raise UserError(f"no DAU space for preset {preset} and forget scheme {scheme}; name one for dau")
+        return SPACES[(preset, scheme)]
+
+    @classmethod
+    def prebuild(cls, prepared, options: dict[str, list | None], log) -> None:
+        """Pre-train (or find) every attacker snapshot the search's runs will load, one pass per setting."""
+        store = AttackerStore(prepared.shared_context(log))
+        retain_size = len(prepared.splits.retain)
+        for settings, lengths in attacker_variants(cls, options, prepared.config.seed, retain_size, log):
+            store.ensure(settings, lengths)
+
+    def pretrain_iters(self, retain_size: int) -> int:
+        """The pre-training length: `attacker_pretrain_iters`, or the reference's rule."""
+        if self.attacker_pretrain_iters is not None:
+            return self.attacker_pretrain_iters
+        return pretrain_length(self.attacker_pretrain_epochs, retain_size, self.batch_size)
+
+    def attacker_settings(self, seed: int, retain_size: int) -> AttackerSettings:
+        """The pre-trained attacker this configuration loads (the artifact's cache key)."""
+        return AttackerSettings(iters=self.pretrain_iters(retain_size), lr=self.pretrain_lr,
+                                noise_copies=self.noise_copies, use_softmax=self.use_softmax,
+                                batch_size=self.pretrain_batch_size or self.batch_size, seed=seed,
+                                copies_per_forward=self.copies_per_forward)
+
+    def _load_attacker(self, model, data) -> PretrainedAttacker:
+        """From the artifact cache when the experiment provides one; else pre-trained here, on a copy."""
+        settings = self.attacker_settings(data.seed, len(data.retain_x))
+        if data.shared is not None:
+            return AttackerStore(data.shared).get(settings)
+        members = (torch.cat([data.retain_x, data.forget_x]), torch.cat([data.retain_y, data.forget_y]))
+        return pretrain_attacker(model, members, (data.val_x, data.val_y), data.num_classes, settings,
+                                 [settings.iters], data.pixel_std, data.device)[settings.iters]
+
+    def setup(self, model, data) -> None:
+        super().setup(model, data)
+        began = time.perf_counter()
+        pretrained = self._load_attacker(self.model, data)
+        self.artifact_seconds = time.perf_counter() - began
+        self.pretrain_logs = {"attacker_pretrain_seconds": pretrained.seconds, **pretrained.stats}
+        torch.manual_seed(data.seed)  # the attacker's dropout during unlearning
+        self.attacker = SelfAttentionAttacker(data.num_classes).to(data.device)
+        self.attacker.load_state_dict(pretrained.state)
+        self.attacker_optimizer = torch.optim.Adam(self.attacker.parameters(), lr=self.attacker_lr)
+        self.projector = None
+        trainable = list(model.parameters())
+        if self.regularizer and self.bt_projector:
+            self.projector = BarlowProjector(model.head.in_features).to(data.device)
+            trainable += list(self.projector.parameters())
+        self.defender_lr = self.lr if self.lr is not None else (CLASSWISE_LR if data.classwise else RANDOM_LR)
+        self.optimizer = torch.optim.SGD(trainable, lr=self.defender_lr, momentum=0.9, weight_decay=5e-4)
+        self.forget_stream = BatchStream(data.forget_x, data.forget_y, self.batch_size, self.generator, data.device)
+        self.val_stream = BatchStream(data.val_x, data.val_y, self.batch_size, self.generator, data.device)
+        self.defender_iterations = 0
+        self.switch_at = self.stop_iter
+        if self.switch_at is None and self.classwise_switch and data.classwise:
+            self.switch_at = CLASSWISE_STOP_ITER
+        self.repair_lr = self.stop_unlearn_lr
+        if self.repair_lr is None:
+            self.repair_lr = CLASSWISE_STOP_LR if data.classwise else self.defender_lr
+
+    def shared_artifact_seconds(self) -> dict[str, float]:
+        return {"attacker_pretrain_seconds": self.pretrain_logs["attacker_pretrain_seconds"]}
+
+    def _inputs(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> AttackInputs:
+        return attack_inputs(self.model, x, y, self.data.num_classes, self.noise_copies, generator or self.generator,
+                             self.use_softmax, self.data.pixel_std, self.copies_per_forward)
+
+    def _paired_batches(self):
+        (fx, fy), (vx, vy) = self.forget_stream.next(), self.val_stream.next()
+        size = min(len(fx), len(vx))  # Barlow Twins pairs sample n with sample n
+        return fx[:size], fy[:size], vx[:size], vy[:size]
+
+    def _switched_off(self) -> bool:
+        return self.switch_at is not None and self.defender_iterations >= self.switch_at
+
+    def _set_repair_lr(self) -> None:
+        """The defender's learning rate for the repair iterations after the switch."""
+        if self.repair_decay:
+            per_epoch = math.ceil(len(self.data.retain_x) / self.batch_size)
+            remaining = max(1, self.num_epochs * per_epoch - self.switch_at)
+            progress = min(1.0, (self.defender_iterations - self.switch_at) / remaining)
+            lr = 0.5 * self.repair_lr * (1.0 + math.cos(math.pi * progress))
+        elif self.defender_iterations == self.switch_at:
+            lr = self.repair_lr
+        else:
+            return
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def attacker_step(self, forget_in: AttackInputs, val_in: AttackInputs) -> dict[str, float]:
+        """One attacker update on the detached joint batch cat[forget, validation]."""
+        self.attacker.train()
+        logits = self.attacker(*AttackInputs.joint(forget_in.detached(), val_in.detached()))
+        n = len(forget_in.outputs)
+        loss = attacker_loss(logits[:n], logits[n:])
+        self.attacker_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.attacker_optimizer.step()
+        return {"attacker_loss": loss.item(), "attacker_train_acc": 100.0 * membership_accuracy(logits.detach(), n)}
+
+    def unlearning_loss(self, forget_in: AttackInputs, val_in: AttackInputs) -> tuple[torch.Tensor, dict]:
+        """alpha * L_adv (+ gamma * BT) on the same graph-connected outputs the attacker just trained on."""
+        n = len(forget_in.outputs)
+        with frozen(self.attacker):
+            logits = self.attacker(*AttackInputs.joint(forget_in, val_in))
+        adversarial = defender_adversarial_loss(logits[:n], logits[n:], self.non_saturating)
+        loss, logs = self.alpha * adversarial, {"adv_loss": adversarial.item()}
+        if self.regularizer and self.gamma > 0:
+            f_forget, f_val = forget_in.features, val_in.features
+            if self.projector is not None:
+                self.projector.train()
+                projected = self.projector(torch.cat([f_forget, f_val]))
+                f_forget, f_val = projected[:n], projected[n:]
+            bt = barlow_twins_loss(f_forget, f_val, self.bt_lambda_offdiag)
+            loss, logs["bt_loss"] = loss + self.gamma * bt, bt.item()
+        return loss, logs
+
+    def iteration(self, rx: torch.Tensor, ry: torch.Tensor) -> dict[str, float]:
+        """One retain batch: (before the switch) one defender pass over a forget and a validation
+        batch, the attacker's step on it, then the defender's step."""
+        self.model.train()
+        ce = nn.functional.cross_entropy(self.model(rx), ry)
+        total, logs = ce, {"ce_loss": ce.item()}
+        if self._switched_off():
+            self._set_repair_lr()
+        elif self.beta > 0:
+            fx, fy, vx, vy = self._paired_batches()
+            forget_in, val_in = self._inputs(fx, fy), self._inputs(vx, vy)
+            logs.update(self.attacker_step(forget_in, val_in))
+            unlearning, unlearning_logs = self.unlearning_loss(forget_in, val_in)
+            logs.update(unlearning_logs)
+            total = total + self.beta * unlearning
+        check_finite(total, f"dau defender step {self.defender_iterations + 1}")
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        self.defender_iterations += 1
+        logs["defender_loss"] = total.item()
+        return logs
+
+    def run_epoch(self, epoch: int) -> dict[str, float]:
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        batches = math.ceil(len(self.data.retain_x) / self.batch_size)
+        with Progress(batches, f"dau epoch {epoch + 1}/{self.num_epochs}", "batch") as progress:
+            for rx, ry in shuffled_batches(self.data.retain_x, self.data.retain_y, self.batch_size, self.generator,
+                                           self.data.augmentation, self.data.device):
+                logs = self.iteration(rx, ry)
+                for key, value in logs.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                    counts[key] = counts.get(key, 0) + 1
+                progress.update(defender_loss=logs["defender_loss"])
+        return {**self.pretrain_logs, **{key: value / counts[key] for key, value in sums.items()}}
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state.update(attacker=self.attacker.state_dict(), attacker_optimizer=self.attacker_optimizer.state_dict(),
+                     projector=self.projector.state_dict() if self.projector is not None else None,
+                     defender_iterations=self.defender_iterations)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.attacker.load_state_dict(state["attacker"])
+        self.attacker_optimizer.load_state_dict(state["attacker_optimizer"])
+        if self.projector is not None and state.get("projector") is not None:
+            self.projector.load_state_dict(state["projector"])
+        self.defender_iterations = state["defender_iterations"]

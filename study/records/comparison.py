@@ -1,0 +1,93 @@
+"""A comparison's records: `compare.json` (the budget, seeds, objective, experiment, and per sparsity
+level the studies, their chosen configurations and failures) and the evaluation rows of its run
+log (`runs.csv`), read back per level. One `--out` folder holds one comparison."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from study.records.method_config import read_method_config
+from study.core.errors import UserError
+from study.core.staging import write_file_atomically
+from study.records.run_log import RunLog, run_key
+
+COMPARE_FILE = "compare.json"
+COMPARISON_FIELDS = ("budget", "objective", "tune_seeds", "eval_seeds")
+REFERENCE_ROWS = ("retrain", "original")  # shown beside the methods on every evaluation seed
+
+
+def level_name(sparsity: float) -> str:
+    """The folder name of a sparsity level: `dense` or `sparse-0.95`."""
+    return "dense" if not sparsity else f"sparse-{sparsity:g}"
+
+
+def read_comparison(out: Path) -> dict:
+    """The comparison kept in `out` (its compare.json), or {} when there is none yet."""
+    path = Path(out) / COMPARE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path} is corrupted ({type(err).__name__}); move it away to start afresh") from None
+
+
+def write_comparison(out: Path, record: dict) -> None:
+    write_file_atomically(Path(out) / COMPARE_FILE, json.dumps(record, indent=2, default=str))
+
+
+def check_same_comparison(out: Path, current: dict) -> dict:
+    """The comparison already in `out`, refused if `current` would mix a different budget, objective,
+    seeds or experiment (other than the sparsity) into it."""
+    record = read_comparison(out)
+    if not record:
+        return {}
+    before = {**{k: record.get(k) for k in COMPARISON_FIELDS},
+              "experiment": {k: v for k, v in (record.get("experiment") or {}).items() if k != "sparsity"}}
+    now = {**{k: current[k] for k in COMPARISON_FIELDS},
+           "experiment": {k: v for k, v in current["experiment"].items() if k != "sparsity"}}
+    changed = [k for k in before if before[k] != now[k]]
+    if changed:
+        raise UserError(f"{out} holds a comparison with another {', '.join(changed)}; every level of "
+                        "one comparison gets the same budget and seeds: pick another --out")
+    return record
+
+
+def chosen_config_path(out: Path, level: str, method: str) -> Path:
+    return Path(out) / "configs" / level / f"{method}.yaml"
+
+
+def recorded_study(method: str, out: Path, level: str, previous: dict, budget: int) -> dict | None:
+    """A study that compare.json records as finished with this budget but whose folder is gone, with
+    the configuration chosen from it, or None. A comparison kept in version control holds
+    compare.json and configs/ but not the studies' bulky folders; its evaluation seeds can still be
+    run (or resumed) from there without tuning again."""
+    entry = (((previous.get("levels") or {}).get(level) or {}).get("studies") or {}).get(method)
+    config_path = chosen_config_path(out, level, method)
+    if not entry or entry.get("status") != "finished" or entry.get("trials") != budget or not config_path.is_file():
+        return None
+    config = read_method_config(str(config_path), f"{method}'s chosen configuration")
+    if config.get("method") != method:
+        raise UserError(f"{config_path} is not {method}'s configuration; move it away to tune {method} again")
+    return {"status": "finished", "num_trials": budget, "experiment": {"seed": entry.get("seed")},
+            "average_seeds": entry.get("average_seeds"), "dir": entry.get("dir"), "config": config}
+
+
+def level_runs(record: dict, run_log: RunLog, preset: str) -> dict[str, pd.DataFrame]:
+    """Each level's evaluation rows (its chosen configurations and the reference rows on the
+    evaluation seeds), read back from the run log, keyed by level name."""
+    found = {}
+    forget = record["experiment"]["forget"]
+    for level, entry in sorted(record.get("levels", {}).items()):
+        rows = []
+        chosen = {**{name: {} for name in REFERENCE_ROWS}, **entry.get("configs", {})}
+        for method, params in chosen.items():
+            for seed in record["eval_seeds"]:
+                row = run_log.get(run_key(preset, forget, method, entry["sparsity"], seed, params))
+                if row is not None:
+                    rows.append(row)
+        if rows:
+            found[level] = pd.DataFrame(rows)
+    return found

@@ -1,0 +1,62 @@
+"""Finished runs kept on disk, so a long benchmark resumes where it stopped.
+
+`bench/paper_protocol.py` and `study.compare` record every finished run (through
+`study.engine.seed_runs`) as one CSV row keyed by
+preset, forget scheme, method, sparsity, seed and hyperparameters; running the same command
+again reuses the rows it finds and computes only what is missing.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from study.core.errors import UserError
+from study.core.staging import write_file_atomically
+
+RUN_KEY = ("preset", "forget", "method", "sparsity", "seed", "params")
+
+
+def run_key(preset: str, forget: str, method: str, sparsity: float, seed: int, params: dict) -> dict:
+    """The key columns of one run: hyperparameters as sorted JSON, so equal configurations match."""
+    return {"preset": preset, "forget": forget, "method": method, "sparsity": float(sparsity), "seed": int(seed),
+            "params": json.dumps(params, sort_keys=True)}
+
+
+def _key(row: dict) -> tuple:
+    return (str(row["preset"]), str(row["forget"]), str(row["method"]), float(row["sparsity"]), int(row["seed"]),
+            str(row["params"]))
+
+
+class RunLog:
+    """Every finished run on disk, so an interrupted protocol resumes where it stopped and its
+    seeds or forget schemes can be run in separate sessions and tabulated together.
+
+    The CSV is rewritten whole (temporary file, then rename) after each run: a crash can lose the
+    run in progress, never leave a half-written row that would later be read as a result. A run
+    is reused only if preset, forget scheme, method, sparsity, seed and hyperparameters all match.
+    """
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.runs: dict[tuple, dict] = {}
+        if path is None or not path.exists():
+            return
+        try:
+            frame = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
+            raise UserError(f"run log {path} is corrupted ({str(err).splitlines()[0]}); "
+                            "move it away to start afresh") from None
+        missing = sorted(set(RUN_KEY) - set(frame.columns))
+        if missing:
+            raise UserError(f"run log {path} lacks the columns {', '.join(missing)}; move it away to start afresh")
+        self.runs = {_key(row): row for row in frame.to_dict("records")}
+
+    def get(self, key: dict) -> dict | None:
+        return self.runs.get(_key(key))
+
+    def add(self, row: dict) -> None:
+        self.runs[_key(row)] = row
+        if self.path is not None:
+            write_file_atomically(self.path, pd.DataFrame(list(self.runs.values())).to_csv(index=False))
