@@ -14,7 +14,7 @@ import pandas as pd
 
 from analysis.formatting import display_name, markdown_table, mean_std, method_sort_key
 from analysis.table import TABLE_COLUMNS, sparsity_label, summarize, wide_table
-from study.evaluation.names import HEADLINE, label
+from study.evaluation.names import HEADLINE, label, time_ratio
 from study.methods import shared_artifact_keys
 from study.records.comparison import REFERENCE_ROWS
 
@@ -29,8 +29,11 @@ def with_time_ratios(runs: pd.DataFrame) -> pd.DataFrame:
     for key in shared_artifact_keys():
         if key in runs:
             shared = shared + runs[key].fillna(0.0)
-    return runs.assign(time_ratio=runs["run_seconds"] / runs["retrain_seconds"],
-                       time_ratio_with_shared=(runs["run_seconds"] + shared) / runs["retrain_seconds"])
+    ratio = [time_ratio(run, retrain) for run, retrain in zip(runs["run_seconds"], runs["retrain_seconds"])]
+    with_shared = [time_ratio(run, retrain, extra)
+                   for run, retrain, extra in zip(runs["run_seconds"], runs["retrain_seconds"], shared)]
+    return runs.assign(time_ratio=pd.Series(ratio, index=runs.index, dtype=float),
+                       time_ratio_with_shared=pd.Series(with_shared, index=runs.index, dtype=float))
 
 
 def summary_table(runs: pd.DataFrame, order: list[str], failed: dict[str, str], subsets: int) -> pd.DataFrame:
@@ -60,7 +63,9 @@ def summary_table(runs: pd.DataFrame, order: list[str], failed: dict[str, str], 
             spread = float(m["mia_subsets_std"])
             row[f"MIA-Efficacy over {subsets} subsets (std)"] = f"{spread:.2f}" + (" ⚑" if spread > gap else "")
         rows.append(row)
-    return pd.DataFrame(rows).fillna("–")
+    table = pd.DataFrame(rows)
+    ordered = ["method", *(label(c) for c in COLUMNS)] + [c for c in table.columns if c.startswith("MIA-Efficacy over")]
+    return table[[c for c in ordered if c in table.columns]].fillna("–")
 
 
 def thread_mismatches(runs: pd.DataFrame) -> list[str]:

@@ -23,13 +23,14 @@ from study.core.cache import ArtifactCache  # noqa: E402
 from study.cli_common import set_threads  # noqa: E402
 from study.records.method_config import read_method_config
 from study.experiment.config import experiment_from_preset  # noqa: E402
+from study.evaluation.names import HEADLINE, time_ratio  # noqa: E402
 from study.core.errors import UserError, cli_entry  # noqa: E402
 from study.methods import METHODS, build_method  # noqa: E402
 from study.experiment.prepare import prepare  # noqa: E402
 from study.core.versions import package_versions  # noqa: E402
 from study.engine.runner import run_method  # noqa: E402
 
-COLUMNS = ("UA", "MIA-Efficacy", "RA", "TA", "avg_disparity")
+COLUMNS = HEADLINE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for label, metrics, seconds, shared in rows:
             cells = " | ".join(f"{metrics[c]:.2f}" for c in COLUMNS)
-            lines.append(f"| {label} | {cells} | {seconds:.1f} | {seconds / retrain_seconds:.3f} | {shared:.1f} "
-                         f"| {(seconds + shared) / retrain_seconds:.3f} |")
+            lines.append(f"| {label} | {cells} | {seconds:.1f} | {time_ratio(seconds, retrain_seconds):.3f} "
+                         f"| {shared:.1f} | {time_ratio(seconds, retrain_seconds, shared):.3f} |")
         lines.append("")
     text = "\n".join(lines)
     print(text)

@@ -8,27 +8,21 @@ from pathlib import Path
 import torch
 
 from study.core.cache import DEFAULT_CACHE_DIR
-from study.experiment.config import PRESETS
-from study.core.data import DATASETS
+from study.experiment.config import EXPERIMENT_FIELDS, PRESETS
 from study.core.errors import UserError
-from study.core.models import MODELS
 
 
 def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
+    """The experiment flags every command shares, generated from `EXPERIMENT_FIELDS`, plus the
+    preset and where the machine keeps and runs things."""
     group = parser.add_argument_group("experiment (a preset, then overrides)")
     group.add_argument("--preset", default=None, choices=sorted(PRESETS),
                        help="named regime: dataset, model, recipe, split sizes (default: digits)")
-    group.add_argument("--dataset", default=None, help=f"one of {', '.join(DATASETS)} (default: the preset's)")
-    group.add_argument("--model", default=None, help=f"one of {', '.join(MODELS)} (default: the preset's)")
-    group.add_argument("--forget", default=None, help="random:<percent> or class:<index> (default random:10)")
-    group.add_argument("--seed", type=int, default=None, help="split, initialisation and unlearning seed (default 0)")
-    group.add_argument("--sparsity", type=float, default=None,
-                       help="one-shot magnitude pruning of the original, e.g. 0.95 (default 0 = dense)")
-    group.add_argument("--epochs", type=int, default=None, help="training recipe epochs for original/Retrain")
-    group.add_argument("--train-size", type=int, default=None, help="fixed seeded training subset size")
-    group.add_argument("--val-size", type=int, default=None, help="validation (non-member) set size")
-    group.add_argument("--data-root", default=None, help="folder with the dataset files (Fashion-MNIST IDX, CIFAR archive)")
-    group.add_argument("--download", action="store_true", help="download CIFAR where a network exists")
+    for field in EXPERIMENT_FIELDS:
+        if field.kind is bool:
+            group.add_argument(field.flag, action="store_true", help=field.help)
+        else:
+            group.add_argument(field.flag, type=field.kind, default=None, help=field.help)
     group.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR,
                        help="artifact cache for original/Retrain models (env DAU_CACHE_DIR; default %(default)s)")
     group.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
@@ -37,9 +31,8 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
 
 def experiment_overrides(args: argparse.Namespace) -> dict:
     """The experiment fields given on the command line (None = not given)."""
-    return {"dataset": args.dataset, "model": args.model, "forget": args.forget, "seed": args.seed,
-            "sparsity": args.sparsity, "epochs": args.epochs, "train_size": args.train_size,
-            "val_size": args.val_size, "data_root": args.data_root, "download": args.download or None}
+    return {field.name: (getattr(args, field.name) or None) if field.kind is bool else getattr(args, field.name)
+            for field in EXPERIMENT_FIELDS}
 
 
 def resolve_device(name: str) -> str:

@@ -24,14 +24,13 @@ import yaml
 from ray import tune
 
 from study.core.errors import UserError
+from study.experiment.config import SEARCHABLE_EXPERIMENT_KEYS, SPACE_EXPERIMENT_KEYS
 from study.methods import method_class
 
 SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 TOP_LEVEL_KEYS = {"description", "experiment", "method", "methods", "fixed", "search", "grid", "study"}
-EXPERIMENT_KEYS = {"preset", "dataset", "model", "forget", "sparsity", "seeds", "epochs", "train_size", "val_size"}
 STUDY_KEYS = {"num_samples", "max_concurrent"}
 DISTRIBUTIONS = {"uniform", "loguniform", "int_uniform", "choice"}
-SEARCHABLE_EXPERIMENT_KEYS = {"sparsity", "seed", "forget"}
 
 
 @dataclass
@@ -133,9 +132,9 @@ def _method_space(where: str, method: str, fixed: dict, search: dict, grid: dict
             raise UserError(f"{where}: '{section}' must be a mapping")
         for name in entries:
             if name.startswith("experiment."):
-                if name.split(".", 1)[1] not in SEARCHABLE_EXPERIMENT_KEYS or section == "fixed":
+                if name.split(".", 1)[1] not in SEARCHABLE_SPACE_EXPERIMENT_KEYS or section == "fixed":
                     raise UserError(f"{where}: unknown key {section}.{name}; searchable experiment keys are "
-                                    f"{', '.join('experiment.' + k for k in sorted(SEARCHABLE_EXPERIMENT_KEYS))}")
+                                    f"{', '.join('experiment.' + k for k in sorted(SEARCHABLE_SPACE_EXPERIMENT_KEYS))}")
                 continue
             if name not in declared:
                 raise UserError(f"{where}: unknown key {section}.{name}: {method} has no hyperparameter {name!r} "
@@ -175,10 +174,10 @@ def load_space(name_or_path: str) -> SearchSpace:
     if unknown:
         raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(TOP_LEVEL_KEYS))}")
     experiment = raw.get("experiment") or {}
-    bad = set(experiment) - EXPERIMENT_KEYS
+    bad = set(experiment) - SPACE_EXPERIMENT_KEYS
     if bad:
         raise UserError(f"{where}: unknown key(s) experiment.{', experiment.'.join(sorted(bad))}; "
-                        f"allowed: {', '.join(sorted(EXPERIMENT_KEYS))}")
+                        f"allowed: {', '.join(sorted(SPACE_EXPERIMENT_KEYS))}")
     seeds = experiment.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise UserError(f"{where}: experiment.seeds must be a non-empty list of integers")

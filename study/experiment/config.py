@@ -48,6 +48,39 @@ class ExperimentConfig:
         return cls(recipe=recipe, **values)
 
 
+@dataclass(frozen=True)
+class ExperimentField:
+    """One experiment setting a user may give: on the command line (`--name`), in a search space's
+    `experiment:` section (`in_spaces`), or both. The one list from which both are generated."""
+
+    name: str
+    kind: type
+    help: str
+    in_spaces: bool = True
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+EXPERIMENT_FIELDS = (
+    ExperimentField("dataset", str, "digits, fashion-mnist, cifar10 or cifar100 (default: the preset's)"),
+    ExperimentField("model", str, "cnn, resnet18-narrow or resnet18 (default: the preset's)"),
+    ExperimentField("forget", str, "random:<percent> or class:<index> (default random:10)"),
+    ExperimentField("seed", int, "split, initialisation and unlearning seed (default 0)", in_spaces=False),
+    ExperimentField("sparsity", float, "one-shot magnitude pruning of the original, e.g. 0.95 (default 0 = dense)"),
+    ExperimentField("epochs", int, "training recipe epochs for original/Retrain"),
+    ExperimentField("train_size", int, "fixed seeded training subset size"),
+    ExperimentField("val_size", int, "validation (non-member) set size"),
+    ExperimentField("data_root", str, "folder with the dataset files (Fashion-MNIST IDX, CIFAR archive)",
+                    in_spaces=False),
+    ExperimentField("download", bool, "download CIFAR where a network exists", in_spaces=False),
+)
+# a space's experiment section: these fields, the preset and the seeds it runs
+SPACE_EXPERIMENT_KEYS = {"preset", "seeds", *(f.name for f in EXPERIMENT_FIELDS if f.in_spaces)}
+SEARCHABLE_EXPERIMENT_KEYS = {"sparsity", "seed", "forget"}  # may vary between a study's trials
+
+
 PRESETS: dict[str, dict] = {
     # The embedded default: scikit-learn's digits, no download, a few seconds a model.
     "digits": dict(dataset="digits", model="cnn", val_size=180, train_size=None,

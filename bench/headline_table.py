@@ -1,0 +1,69 @@
+"""The headline of docs/RESULTS.md: several kept comparisons side by side, one row per method.
+
+For each comparison folder (`study.compare --out`): Avg. Disparity mean ± std and median over its
+evaluation seeds, the method's rank by the mean, and time/Retrain without and with the shared
+pre-training (DAU's attacker). Reads compare.json and runs.csv only; trains nothing.
+
+    python bench/headline_table.py docs/compare-fmnist-random10 docs/compare-fmnist-class0
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from analysis.compare_table import with_time_ratios  # noqa: E402
+from analysis.formatting import display_name, markdown_table, mean_std, method_sort_key  # noqa: E402
+from study.core.errors import UserError, cli_entry  # noqa: E402
+from study.records.comparison import REFERENCE_ROWS, level_runs, read_comparison  # noqa: E402
+from study.records.run_log import RunLog  # noqa: E402
+
+
+def comparison_columns(folder: Path, level: str = "dense") -> tuple[str, pd.DataFrame]:
+    """(the comparison's forget spec, one row per method: disparity cells, rank, time ratios)."""
+    record = read_comparison(folder)
+    if not record:
+        raise UserError(f"{folder} holds no comparison (no compare.json)")
+    preset = record["command"].split("--preset ")[1].split()[0] if "--preset " in record["command"] else "digits"
+    runs = level_runs(record, RunLog(folder / "runs.csv"), preset).get(level)
+    if runs is None:
+        raise UserError(f"{folder}: no evaluation rows for level {level}")
+    runs = with_time_ratios(runs)
+    grouped = runs.groupby("method")
+    stats = pd.DataFrame({"mean": grouped["avg_disparity"].mean(), "std": grouped["avg_disparity"].std(),
+                          "median": grouped["avg_disparity"].median(), "ratio": grouped["time_ratio"].mean(),
+                          "with_shared": grouped["time_ratio_with_shared"].mean()})
+    ranked = stats.drop(index=list(REFERENCE_ROWS), errors="ignore")["mean"].rank(method="min").astype(int)
+    forget = record["experiment"]["forget"]
+    table = pd.DataFrame({
+        f"{forget}: Avg. Disparity": [mean_std(r["mean"], r["std"]) for _, r in stats.iterrows()],
+        f"{forget}: median": [f"{r['median']:.2f}" for _, r in stats.iterrows()],
+        f"{forget}: rank": [str(ranked.get(m, "–")) for m in stats.index],
+        f"{forget}: time / Retrain": [
+            f"{r['ratio']:.2f}" + (f" ({r['with_shared']:.2f})" if r["with_shared"] > r["ratio"] + 1e-9 else "")
+            for _, r in stats.iterrows()]}, index=stats.index)
+    return forget, table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python bench/headline_table.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="+", help="comparison folders written by python -m study.compare")
+    parser.add_argument("--level", default="dense", help="sparsity level (default dense)")
+    args = parser.parse_args(argv)
+    tables = [comparison_columns(Path(folder), args.level)[1] for folder in args.folders]
+    joined = pd.concat(tables, axis=1).fillna("–")
+    joined = joined.loc[sorted(joined.index, key=method_sort_key)]
+    joined.insert(0, "method", [display_name(m) for m in joined.index])
+    print(markdown_table(joined.reset_index(drop=True)))
+    print("\ntime / Retrain in brackets: with the shared pre-training (DAU's attacker) added.")
+    return 0
+
+
+run = cli_entry(main)
+
+if __name__ == "__main__":
+    run()
