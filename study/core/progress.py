@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 LOG_EVERY_S = 10.0  # the longest a step stays silent in a log
+Log = Callable[[str], None]  # where a step's one-line messages go (print, or nowhere)
 _quiet = False
 T = TypeVar("T")
 

@@ -38,8 +38,8 @@ from study.records.method_config import write_config
 from study.records.run_log import RunLog
 from study.records.study_record import find_study_dir, read_study_record
 from study.records.trials import best_configs
+from study.core.progress import Log
 
-Log = Callable[[str], None]
 MIA_SUBSETS = 5  # member subsets MIA-Efficacy is recomputed on, to show how much it depends on one draw
 
 
@@ -85,7 +85,8 @@ def method_space(method: str, request: ComparisonRequest) -> tuple[SearchSpace, 
     return space, sections[0]
 
 
-def tune_method(method: str, request: ComparisonRequest, previous: dict, log: Log, ray_needed: Callable[[], None]) -> dict:
+def tune_method(method: str, request: ComparisonRequest, previous: dict, log: Log,
+                ray_needed: Callable[[], None]) -> dict:
     """Tune one method (or reuse its finished study, from its folder or, when that is gone, from
     compare.json and its chosen configuration); returns its record, with `status` and `dir`."""
     root = request.out / "studies" / request.level / method

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 import torch
 
 from study.methods import UnlearningMethod
-from study.experiment.prepare import Log, Prepared
+from study.core.progress import Log
+from study.experiment.prepare import Prepared
 from study.core.pruning import copy_model
 
 

@@ -17,8 +17,8 @@ from study.evaluation.evaluate import mia_efficacy_spread
 from study.experiment.prepare import Prepared
 from study.methods import build_method
 from study.records.run_log import RunLog, run_key
+from study.core.progress import Log
 
-Log = Callable[[str], None]
 
 
 def evaluation_row(prepared: Prepared, method: str, params: dict, key: dict, mia_subsets: int = 0,

@@ -21,7 +21,6 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from study.core.cache import ArtifactCache
 from study.core.errors import UserError
@@ -30,8 +29,8 @@ from study.evaluation.names import HEADLINE, OBJECTIVES
 from study.experiment.config import ExperimentConfig
 from study.methods import method_class
 from study.records.study_record import read_study_record, write_study_record
+from study.core.progress import Log
 
-Log = Callable[[str], None]
 ASHA_MAX_EPOCHS, ASHA_GRACE_EPOCHS, ASHA_REDUCTION = 200, 1, 2
 REPORT_EVERY_S = 10  # the progress table's refresh: no study is silent for longer on a terminal
 

@@ -26,8 +26,8 @@ from study.core.data import ImageDataset
 from study.core.errors import UserError
 from study.core.models import Defender, build_model, load_model_files, save_model_files
 from study.core.train import train_model
+from study.core.progress import Log
 
-Log = Callable[[str], None]
 
 
 @functools.cache

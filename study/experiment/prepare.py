@@ -10,7 +10,6 @@ import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -26,8 +25,8 @@ from study.core.models import Defender, build_model
 from study.core.pruning import apply_masks, copy_model, masks_of, omp_prune
 from study.core.splits import ForgetSpec, Splits, make_splits, parse_forget_spec
 from study.experiment.unlearn_data import SharedContext, UnlearnData
+from study.core.progress import Log
 
-Log = Callable[[str], None]
 
 
 @dataclass

@@ -222,9 +222,12 @@ class UnlearningMethod:
         self.generator.set_state(state["generator"])
 
 
-def sgd(model: nn.Module, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4) -> torch.optim.SGD:
-    """The unlearning optimiser of the reference code (SGD, momentum 0.9, weight decay 5e-4)."""
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+def sgd(trained: nn.Module | Iterable[nn.Parameter], lr: float, momentum: float = 0.9,
+        weight_decay: float = 5e-4) -> torch.optim.SGD:
+    """The unlearning optimiser of the reference code (SGD, momentum 0.9, weight decay 5e-4), over a
+    model's parameters or a list of them (DAU adds its projector's)."""
+    parameters = trained.parameters() if isinstance(trained, nn.Module) else trained
+    return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 def shuffled_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator,

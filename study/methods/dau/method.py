@@ -47,7 +47,7 @@ from torch import nn
 
 from study.methods.dau.attacker import (AttackerSettings, AttackInputs, PretrainedAttacker, SelfAttentionAttacker,
                                     attack_inputs, membership_accuracy, pretrain_attacker)
-from study.methods.base import BatchStream, Hyperparam, UnlearningMethod, shuffled_batches
+from study.methods.base import BatchStream, Hyperparam, UnlearningMethod, sgd, shuffled_batches
 from study.core.errors import UserError
 from study.core.progress import Progress
 from study.core.train import check_finite
@@ -195,7 +195,7 @@ class DAU(UnlearningMethod):
             self.projector = BarlowProjector(model.head.in_features).to(data.device)
             trainable += list(self.projector.parameters())
         self.defender_lr = self.lr if self.lr is not None else (CLASSWISE_LR if data.classwise else RANDOM_LR)
-        self.optimizer = torch.optim.SGD(trainable, lr=self.defender_lr, momentum=0.9, weight_decay=5e-4)
+        self.optimizer = sgd(trainable, self.defender_lr)
         self.forget_stream = BatchStream(data.forget_x, data.forget_y, self.batch_size, self.generator, data.device)
         self.val_stream = BatchStream(data.val_x, data.val_y, self.batch_size, self.generator, data.device)
         self.defender_iterations = 0
