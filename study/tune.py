@@ -15,7 +15,7 @@ from study.core.errors import UserError, cli_entry
 from study.core.progress import set_quiet
 from study.engine.ray_cluster import ray_session
 from study.engine.spaces import SearchSpace, available_spaces, load_space
-from study.engine.study import StudyRequest, run_study
+from study.engine.study import StudyRequest, check_resumable, run_study
 from study.evaluation.names import OBJECTIVES
 from study.experiment.config import resolve_experiment
 
@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.device != "auto":
         resolve_device(args.device)
     studies = requests(args)
+    for request in studies:
+        check_resumable(request)
     log = lambda message: print(message, flush=True)  # noqa: E731
     with ray_session(args.address) as ray_start_seconds:
         if args.gpus_per_trial > 0:

@@ -39,7 +39,9 @@ def test_original_and_retrain_are_references(digits_random):
 
 
 def test_every_registered_method_is_covered():
-    assert set(METHODS) == set(FAST) | {"original", "retrain"}
+    """Every method the project defines (plug-ins defined by other tests are registered too)."""
+    project = {name for name, cls in METHODS.items() if cls.__module__.startswith("study.")}
+    assert project == set(FAST) | {"original", "retrain"}
 
 
 def test_ga_raises_forget_loss(digits_random):

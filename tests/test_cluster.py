@@ -42,6 +42,11 @@ def _ray_processes_of(port: int) -> list[str]:
 
 
 def test_a_study_runs_on_a_cluster_started_with_ray_start(tmp_path, cache_dir):
+    from study.engine.ray_cluster import RAY_TOKEN_FILE
+
+    # `ray start` writes a token file; a local Ray started later by this test process (which imported
+    # Ray before the file existed) would have its GCS demand that token, so the test removes its own.
+    token_existed = RAY_TOKEN_FILE.exists()
     port = _free_port()
     space = write_space(tmp_path, study={"num_samples": 2, "max_concurrent": 2})
     storage = tmp_path / "studies"
@@ -55,6 +60,8 @@ def test_a_study_runs_on_a_cluster_started_with_ray_start(tmp_path, cache_dir):
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     finally:
         subprocess.run([*RAY, "stop", "--force"], capture_output=True, text=True, timeout=180, env=_clean_env())
+        if not token_existed:
+            RAY_TOKEN_FILE.unlink(missing_ok=True)
     assert _ray_processes_of(port) == []
     trials = load_study(storage / "cluster")
     assert len(trials) == 2 and set(trials["status"]) == {"TERMINATED"}

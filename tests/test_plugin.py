@@ -2,9 +2,13 @@
 
 The toy methods below are defined here and nowhere in the project. Defining them registers them;
 they then run through `study.run`, a 2-trial `study.tune` (whose Ray workers import this module
-to find them) and `study.compare`, exactly as the project's own methods do.
+to find them) and `study.compare`, exactly as the project's own methods do. The studies run as a
+user of a plug-in would start them: a process that imports the plug-in's module, then calls the
+command's entry point (each in a process of its own, so Ray starts afresh).
 """
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -75,17 +79,23 @@ def test_the_toy_methods_run_and_are_listed(cache_dir, digits_random):
         assert any(line.startswith(method) for line in result.stdout.splitlines())
 
 
+def _with_plugin(command: str, *args: str) -> subprocess.CompletedProcess:
+    """`python -m study.<command> ARGS` in a process that first imports this module (the plug-in)."""
+    launcher = f"import {__name__}; from study.{command} import run; run()"
+    return subprocess.run([sys.executable, "-c", launcher, *args], capture_output=True, text=True, timeout=600)
+
+
 def test_a_toy_method_is_tuned_and_compared(cache_dir, digits_random, toy_space, tmp_path):
-    tuned = run_in_process("study.tune", "--space", str(toy_space), "--storage", str(tmp_path / "studies"),
-                           "--name", "toy", "--epochs", str(FAST_EPOCHS), "--cache-dir", str(cache_dir), "--quiet")
+    tuned = _with_plugin("tune", "--space", str(toy_space), "--storage", str(tmp_path / "studies"),
+                         "--name", "toy", "--epochs", str(FAST_EPOCHS), "--cache-dir", str(cache_dir), "--quiet")
     assert tuned.returncode == 0, tuned.stdout[-2000:] + tuned.stderr[-2000:]
     trials = list((tmp_path / "studies" / "toy").glob("trial_*/params.json"))
     assert len(trials) == 2
     assert all(json.loads(p.read_text())["method_module"] == __name__ for p in trials)
 
-    compared = run_in_process("study.compare", "--methods", "toy-shrink", "--space", f"toy-shrink={toy_space}",
-                              "--budget", "2", "--tune-seeds", "0", "--eval-seeds", "1", "--epochs", str(FAST_EPOCHS),
-                              "--cache-dir", str(cache_dir), "--out", str(tmp_path / "compare"), "--quiet")
+    compared = _with_plugin("compare", "--methods", "toy-shrink", "--space", f"toy-shrink={toy_space}",
+                            "--budget", "2", "--tune-seeds", "0", "--eval-seeds", "1", "--epochs", str(FAST_EPOCHS),
+                            "--cache-dir", str(cache_dir), "--out", str(tmp_path / "compare"), "--quiet")
     assert compared.returncode == 0, compared.stdout[-2000:] + compared.stderr[-2000:]
     table = (tmp_path / "compare" / "table.md").read_text()
     assert "| toy-shrink |" in table and "Retrain" in table

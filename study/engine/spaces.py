@@ -132,9 +132,9 @@ def _method_space(where: str, method: str, fixed: dict, search: dict, grid: dict
             raise UserError(f"{where}: '{section}' must be a mapping")
         for name in entries:
             if name.startswith("experiment."):
-                if name.split(".", 1)[1] not in SEARCHABLE_SPACE_EXPERIMENT_KEYS or section == "fixed":
+                if name.split(".", 1)[1] not in SEARCHABLE_EXPERIMENT_KEYS or section == "fixed":
                     raise UserError(f"{where}: unknown key {section}.{name}; searchable experiment keys are "
-                                    f"{', '.join('experiment.' + k for k in sorted(SEARCHABLE_SPACE_EXPERIMENT_KEYS))}")
+                                    f"{', '.join('experiment.' + k for k in sorted(SEARCHABLE_EXPERIMENT_KEYS))}")
                 continue
             if name not in declared:
                 raise UserError(f"{where}: unknown key {section}.{name}: {method} has no hyperparameter {name!r} "

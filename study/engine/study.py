@@ -233,6 +233,12 @@ def build_tuner(request: StudyRequest, threads: int):
                       tune_config=tune_config, run_config=run_config)
 
 
+def check_resumable(request: StudyRequest) -> None:
+    """A study asked to resume must have started (its study.json exists); said before Ray starts."""
+    if request.resume and request.local and read_study_record(request.study_dir) is None:
+        raise UserError(f"no study to resume at {request.study_dir}")
+
+
 def run_study(request: StudyRequest, log: Log, ray_start_seconds: float = 0.0) -> StudyOutcome:
     """Prebuild the artifacts, run (or resume) the study's trials under the connected Ray, and keep
     its record (study.json: `running`, then `finished` or `interrupted`, with its timings)."""
@@ -241,8 +247,7 @@ def run_study(request: StudyRequest, log: Log, ray_start_seconds: float = 0.0) -
     method = request.method_space.method
     if request.objective == "retrain_free" and method_class(method).reference == "retrain":
         raise UserError("the retrain-free objective cannot tune the retrain method itself")
-    if request.resume and request.local and read_study_record(request.study_dir) is None:
-        raise UserError(f"no study to resume at {request.study_dir}")
+    check_resumable(request)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # keep the experiment state fresh for resuming
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     began = time.perf_counter()
