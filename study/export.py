@@ -1,7 +1,8 @@
 """`python -m study.export <study dir> --top 1 --out best.yaml`: write the best trials' full configs.
 
 The YAML is what `python -m study.run --config best.yaml` reads, so the best trial can be
-re-run outside Ray (same seed, CPU: the same metrics within half a point). A trial tuned with
+re-run outside Ray (same seed and, from `source.threads`, the same threads on CPU: the same metrics
+within half a point). A trial tuned with
 `--average-seeds` is exported with its first seed in `experiment.seed` and the seeds it was
 averaged over in `source.average_seeds`; `bench/paper_protocol.py --seeds ...` re-runs it on all.
 """

@@ -74,10 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     method = build_method(method_name, params)  # validates before any training
 
     experiment = resolve_experiment(args.preset, file_config.get("experiment"), experiment_overrides(args))
-    set_threads(args.threads)
+    # an exported trial re-runs with the threads it ran with (float results, and so a min-max run's
+    # course, depend on them); --threads overrides
+    threads = args.threads if args.threads is not None else (file_config.get("source") or {}).get("threads")
+    set_threads(threads)
     device = resolve_device(args.device)
     print(f"experiment: {experiment.dataset} / {experiment.model} / forget {experiment.forget} / "
-          f"seed {experiment.seed} / sparsity {experiment.sparsity:g} / device {device}")
+          f"seed {experiment.seed} / sparsity {experiment.sparsity:g} / device {device}"
+          + (f" / {threads} thread(s), as the exported trial ran" if threads and args.threads is None else ""))
     if args.retrain_free and method.reference == "retrain":
         raise UserError("--retrain-free cannot run the retrain method itself")
     cache = ArtifactCache(args.cache_dir)

@@ -70,8 +70,9 @@ def test_export_reruns_outside_ray_to_the_same_metrics(finished_study, cache_dir
     exported = run_in_process("study.export", str(study_dir), "--top", "1", "--out", str(best))
     assert exported.returncode == 0, exported.stderr
     config = yaml.safe_load(best.read_text())
+    assert config["source"]["threads"] == 1  # the trial's threads, which the re-run takes by default
     rerun = subprocess.run([sys.executable, "-m", "study.run", "--config", str(best), "--cache-dir", str(cache_dir),
-                            "--threads", "1", "--out", str(root / "rerun")], capture_output=True, text=True, timeout=300)
+                            "--out", str(root / "rerun")], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     metrics = json.loads((root / "rerun" / "metrics.json").read_text())["metrics"]
     for key in ("UA", "RA", "TA", "MIA-Efficacy"):

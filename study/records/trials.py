@@ -153,6 +153,9 @@ def best_configs(study_dir: str | Path, top: int = 1, method: str | None = None)
         config, stopped = as_run(trial_config(Path(row["trial_dir"])), row.get("epoch"))
         config["source"] = {"study": row["study"], "trial_id": row["trial_id"], "rank": rank,
                             "objective": objective, objective: float(row[objective])}
+        threads = json.loads((Path(row["trial_dir"]) / "params.json").read_text()).get("threads")
+        if threads:  # a min-max run's outcome depends on the float reduction order, so on the threads
+            config["source"]["threads"] = int(threads)
         if stopped:
             config["source"]["stopped_early"] = stopped
         if isinstance(row.get("average_seeds"), str):  # the objective is a mean over these seeds
