@@ -30,10 +30,13 @@ def run_method(prepared: Prepared, method: UnlearningMethod, log: Log = print,
                eval_every_epoch: bool = False) -> MethodResult:
     """Apply `method` to a copy of the original model; run time covers the unlearning alone (not the
     evaluation between epochs, nor loading or building artifacts shared across runs)."""
-    if method.reference == "retrain":
+    if method.reference == "retrain":  # the cached gold standard, its training time as its run time
         model = copy_model(prepared.retrain)
         return MethodResult(method.name, method.params, model, dict(prepared.retrain_metrics),
                             float(prepared.retrain_seconds))
+    if method.reference == "original":  # no unlearning: the cached original and its cached evaluation
+        return MethodResult(method.name, method.params, copy_model(prepared.original),
+                            dict(prepared.original_metrics), 0.0)
     epochs: list[dict] = []
     last_metrics: dict[str, float] = {}
 
