@@ -17,9 +17,9 @@ import pandas as pd
 from scipy import stats
 
 from analysis.formatting import markdown_table, mean_std, output_folder
+from study.core.errors import UserError, cli_entry
 from study.evaluation.names import HEADLINE, label
 from study.records.trials import finished, load_study
-from study.core.errors import UserError, cli_entry
 
 REPORT_FILE = "ablation.md"
 

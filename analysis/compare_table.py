@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.formatting import display_name, markdown_table, mean_std, method_sort_key
+from analysis.formatting import markdown_table, mean_std
 from analysis.table import TABLE_COLUMNS, sparsity_label, summarize, wide_table
-from study.evaluation.names import HEADLINE, label, time_ratio
-from study.methods import shared_artifact_keys
+from study.evaluation.names import HEADLINE, label, shared_seconds, time_ratio
+from study.methods import display_name, shared_artifact_keys
+from study.methods import sort_key as method_sort_key
 from study.records.comparison import REFERENCE_ROWS
 
 COLUMNS = (*HEADLINE, "run_seconds", "time_ratio", "time_ratio_with_shared")
@@ -25,10 +26,8 @@ DIGITS = {"run_seconds": 1, "time_ratio": 3, "time_ratio_with_shared": 3}
 def with_time_ratios(runs: pd.DataFrame) -> pd.DataFrame:
     """`time_ratio` (run time / Retrain's on the same seed) and `time_ratio_with_shared` (plus the
     seconds of artifacts shared by every run on one original, e.g. DAU's attacker pre-training)."""
-    shared = pd.Series(0.0, index=runs.index)
-    for key in shared_artifact_keys():
-        if key in runs:
-            shared = shared + runs[key].fillna(0.0)
+    keys = shared_artifact_keys()
+    shared = [shared_seconds(row, keys) for row in runs.to_dict("records")]
     ratio = [time_ratio(run, retrain) for run, retrain in zip(runs["run_seconds"], runs["retrain_seconds"])]
     with_shared = [time_ratio(run, retrain, extra)
                    for run, retrain, extra in zip(runs["run_seconds"], runs["retrain_seconds"], shared)]

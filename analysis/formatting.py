@@ -1,6 +1,7 @@
 """Shared output helpers for the analysis commands: Markdown tables without `tabulate`,
 "mean ± std" cells, and report folders written all-or-nothing. Method names and their order come
-from the method classes (`study.methods`), metric labels from `study.evaluation.names`."""
+from the method classes (`study.methods.display_name`, `sort_key`), metric labels from
+`study.evaluation.names`."""
 from __future__ import annotations
 
 import math
@@ -12,7 +13,6 @@ import pandas as pd
 
 from study.core.errors import UserError
 from study.core.staging import staged_folder
-from study.methods import display_name, sort_key as method_sort_key  # noqa: F401  (the one order and names)
 
 
 def mean_std(mean: float, std: float, digits: int = 2) -> str:

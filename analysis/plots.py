@@ -12,16 +12,13 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 
-from analysis.formatting import display_name
-from study.evaluation.names import label
 from study.evaluation.names import HEADLINE, label
+from study.methods import display_name
 from study.records.trials import finished
-
-
-import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

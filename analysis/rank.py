@@ -12,9 +12,9 @@ import sys
 import pandas as pd
 
 from analysis.formatting import format_number, markdown_table
+from study.core.errors import UserError, cli_entry
 from study.evaluation.names import HEADLINE, OBJECTIVE_COLUMNS
 from study.records.trials import default_objective, finished, load_study
-from study.core.errors import UserError, cli_entry
 
 
 def ranking(frame: pd.DataFrame, top: int | None = None, by: str | None = None) -> pd.DataFrame:

@@ -18,11 +18,11 @@ import yaml
 
 from analysis import ablation, plots
 from analysis.formatting import markdown_table, output_folder
-from study.records.trials import default_objective, find_study_dirs, finished, load_study
 from analysis.rank import not_finished, ranking
-from analysis.table import study_runs, summarize, wide_table, sparsity_label
-from study.evaluation.names import label
+from analysis.table import sparsity_label, study_runs, summarize, wide_table
 from study.core.errors import UserError, cli_entry
+from study.evaluation.names import label
+from study.records.trials import default_objective, find_study_dirs, finished, load_study
 
 REPORT_FILE = "report.md"
 

@@ -21,8 +21,6 @@ from study.methods import METHODS, shared_artifact_keys
 from study.records.run_folder import read_run_json
 
 
-
-
 def read_run(folder: str | Path) -> dict:
     """One row: the run's experiment, metrics and hyperparameters (prefixed `params.`)."""
     folder = Path(folder)

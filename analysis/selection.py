@@ -19,10 +19,10 @@ import pandas as pd
 from scipy import stats
 
 from analysis.formatting import markdown_table
-from study.evaluation.names import HEADLINE, label
-from study.records.trials import finished, load_study
 from study.core.cache import DEFAULT_CACHE_DIR
 from study.core.errors import UserError, cli_entry
+from study.evaluation.names import HEADLINE
+from study.records.trials import finished, load_study
 
 SCORE = "retrain_free_score"
 
@@ -51,10 +51,10 @@ def selection_summary(frame: pd.DataFrame) -> dict:
 def compute_disparity(frame: pd.DataFrame, cache_dir: str) -> pd.DataFrame:
     """Fill `avg_disparity` (and UA/MIA/RA/TA) from each finished trial's final checkpoint."""
     from study.core.cache import ArtifactCache
-    from study.records.checkpoint import final_checkpoint, read_trial_state
+    from study.evaluation.seeds import mean_over_seeds
     from study.experiment.config import ExperimentConfig
     from study.experiment.prepare import prepare
-    from study.evaluation.seeds import mean_over_seeds
+    from study.records.checkpoint import final_checkpoint, read_trial_state
 
     frame = frame.copy()
     prepared_by_key: dict[str, object] = {}

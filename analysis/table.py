@@ -12,10 +12,13 @@ import argparse
 
 import pandas as pd
 
-from analysis.formatting import display_name, markdown_table, mean_std, method_sort_key
-from study.evaluation.names import HEADLINE, TABLE_COLUMNS, label
-from study.records.trials import finished, load_study
+from analysis.formatting import markdown_table, mean_std
 from study.core.errors import UserError, cli_entry
+from study.evaluation.names import HEADLINE, TABLE_COLUMNS, label
+from study.methods import display_name
+from study.methods import sort_key as method_sort_key
+from study.records.trials import finished, load_study
+
 
 def _config_key(frame: pd.DataFrame) -> pd.Series:
     """One string per distinct hyperparameter configuration (seed excluded)."""

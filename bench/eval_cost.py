@@ -26,12 +26,12 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from study.core.cache import ArtifactCache  # noqa: E402
-from study.experiment.config import PRESETS, experiment_from_preset, resolve_experiment  # noqa: E402
 from study.core.errors import cli_entry  # noqa: E402
-from study.methods import build_method  # noqa: E402
-from study.evaluation.metrics import metric_mia_efficacies, mia_efficacy, true_label_confidence  # noqa: E402
 from study.evaluation.evaluate import split_logits  # noqa: E402
+from study.evaluation.metrics import metric_mia_efficacies, mia_efficacy, true_label_confidence  # noqa: E402
+from study.experiment.config import PRESETS, experiment_from_preset, resolve_experiment  # noqa: E402
 from study.experiment.prepare import prepare  # noqa: E402
+from study.methods import build_method  # noqa: E402
 
 
 def median_seconds(work, repeats: int) -> float:

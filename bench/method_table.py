@@ -16,19 +16,18 @@ import sys
 import time
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from study.core.cache import ArtifactCache  # noqa: E402
 from study.cli_common import set_threads  # noqa: E402
-from study.records.method_config import read_method_config
-from study.experiment.config import experiment_from_preset  # noqa: E402
-from study.evaluation.names import HEADLINE, time_ratio  # noqa: E402
+from study.core.cache import ArtifactCache  # noqa: E402
 from study.core.errors import UserError, cli_entry  # noqa: E402
-from study.methods import METHODS, build_method  # noqa: E402
-from study.experiment.prepare import prepare  # noqa: E402
 from study.core.versions import package_versions  # noqa: E402
 from study.engine.runner import run_method  # noqa: E402
+from study.evaluation.names import HEADLINE, time_ratio  # noqa: E402
+from study.experiment.config import experiment_from_preset  # noqa: E402
+from study.experiment.prepare import prepare  # noqa: E402
+from study.methods import METHODS, build_method  # noqa: E402
+from study.records.method_config import read_method_config  # noqa: E402
 
 COLUMNS = HEADLINE
 

@@ -21,7 +21,6 @@ point --data-root at its folder):
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -34,15 +33,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from analysis.compare_table import with_time_ratios  # noqa: E402
 from analysis.formatting import markdown_table  # noqa: E402
 from analysis.table import TABLE_COLUMNS, sparsity_label, summarize, wide_table  # noqa: E402
-from study.core.cache import ArtifactCache  # noqa: E402
 from study.cli_common import resolve_device, set_threads  # noqa: E402
-from study.records.method_config import read_method_config
-from study.experiment.config import PRESETS, experiment_from_preset  # noqa: E402
+from study.core.cache import ArtifactCache  # noqa: E402
 from study.core.errors import UserError, cli_entry  # noqa: E402
-from study.engine.seed_runs import rows_per_seed  # noqa: E402
-from study.methods import build_method  # noqa: E402
-from study.experiment.prepare import prepare  # noqa: E402
 from study.core.versions import package_versions  # noqa: E402
+from study.engine.seed_runs import rows_per_seed  # noqa: E402
+from study.experiment.config import PRESETS, experiment_from_preset  # noqa: E402
+from study.experiment.prepare import prepare  # noqa: E402
+from study.methods import build_method  # noqa: E402
+from study.records.method_config import read_method_config  # noqa: E402
 from study.records.run_log import RunLog  # noqa: E402
 
 DEFAULT_METHODS = ("ft", "ga", "ff", "iu", "rl", "salun", "scrub", "dau")

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 import torch
 
 from study.core.cache import DEFAULT_CACHE_DIR
-from study.experiment.config import EXPERIMENT_FIELDS, PRESETS
 from study.core.errors import UserError
+from study.experiment.config import EXPERIMENT_FIELDS, PRESETS
 
 
 def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:

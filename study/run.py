@@ -10,18 +10,18 @@ import json
 import sys
 from pathlib import Path
 
-from study.core.cache import ArtifactCache
 from study.cli_common import add_experiment_arguments, experiment_overrides, parse_params, resolve_device, set_threads
-from study.records.method_config import read_method_config
-from study.experiment.config import resolve_experiment
+from study.core.cache import ArtifactCache
 from study.core.errors import UserError, cli_entry
 from study.core.progress import set_quiet
 from study.core.versions import package_versions
-from study.methods import METHODS, build_method
-from study.experiment.prepare import prepare
-from study.records.run_folder import write_run_folder
 from study.engine.runner import run_method
 from study.evaluation.names import time_ratio
+from study.experiment.config import resolve_experiment
+from study.experiment.prepare import prepare
+from study.methods import METHODS, build_method
+from study.records.method_config import read_method_config
+from study.records.run_folder import write_run_folder
 
 
 def build_parser() -> argparse.ArgumentParser:

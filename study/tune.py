@@ -161,13 +161,10 @@ def report(outcome, request: StudyRequest, args: argparse.Namespace) -> None:
     print(f"\n{outcome.method}: {outcome.trials} trials in {outcome.wall_seconds:.0f} s, {len(outcome.failures)} failed")
     for path, error in outcome.failures:
         print(f"  failed trial {path}: {error}")
-    if request.local:
+    if outcome.trial_table is not None and request.metric in outcome.trial_table:
         from analysis.rank import format_text, ranking
-        from study.records.trials import load_study
 
-        trials = load_study(outcome.study_dir)
-        if request.metric in trials:
-            print(format_text(ranking(trials, args.top, by=request.metric)))
+        print(format_text(ranking(outcome.trial_table, args.top, by=request.metric)))
     print(f"results: {outcome.study_dir}\n  tensorboard --logdir {outcome.study_dir}\n"
           f"  python -m study.export {outcome.study_dir} --top 1 --out best.yaml")
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 import study.methods.dau.store as attacker_store
-from study.experiment.unlearn_data import SharedContext
-from study.methods.dau.store import AttackerStore
 from study.core.cache import ArtifactCache
+from study.engine.runner import run_method
+from study.experiment.unlearn_data import SharedContext
 from study.methods import build_method
 from study.methods.dau.attacker import AttackerSettings, pretrain_attacker
-from study.engine.runner import run_method
+from study.methods.dau.store import AttackerStore
 
 SETTINGS = AttackerSettings(iters=5, noise_copies=2, batch_size=32, seed=0)
 

@@ -7,11 +7,9 @@ import torch
 from scipy.stats import norm
 
 from study.engine.audit import audit_rows
-from study.evaluation.lira import (EPSILON_CAP, example_epsilon, forgetting_quality, lira_scores,
-                         logit_scaled_confidence)
-from study.experiment.config import experiment_from_preset
+from study.evaluation.lira import EPSILON_CAP, example_epsilon, forgetting_quality, lira_scores, logit_scaled_confidence
 from study.evaluation.mia import roc_summary
-
+from study.experiment.config import experiment_from_preset
 from tests.cli import run_in_process
 from tests.conftest import FAST_EPOCHS
 

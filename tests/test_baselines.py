@@ -3,13 +3,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from study.core.models import Defender
+from study.core.pruning import masks_of, prunable_modules
+from study.engine.runner import run_method
+from study.experiment.unlearn_data import UnlearnData
 from study.methods import METHODS, build_method
 from study.methods.baselines import woodbury_inverse_fisher_product
 from study.methods.gradients import per_sample_gradients
-from study.core.models import Defender
-from study.experiment.unlearn_data import UnlearnData
-from study.core.pruning import masks_of, prunable_modules
-from study.engine.runner import run_method
 
 FAST = {
     "ft": {"epochs": 1}, "ga": {"epochs": 1}, "neggrad+": {"epochs": 1}, "rl": {"epochs": 1},

@@ -57,8 +57,8 @@ def test_a_corrupted_cached_evaluation_is_one_clear_error(digits_random, cache_d
     import json
     import shutil
 
-    from study.experiment.config import experiment_from_preset
     from study.core.errors import UserError
+    from study.experiment.config import experiment_from_preset
     from study.experiment.prepare import prepare
     from tests.conftest import FAST_EPOCHS
 

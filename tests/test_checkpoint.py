@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from study.records.checkpoint import (STATE_FILE, SeedState, TrialState, final_checkpoint, read_trial_state,
-                              write_trial_state)
 from study.core.errors import UserError
+from study.records.checkpoint import (STATE_FILE, SeedState, TrialState, final_checkpoint, read_trial_state,
+                                      write_trial_state)
 
 
 def test_a_written_state_reads_back(tmp_path):

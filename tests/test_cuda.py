@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from study.core.cache import ArtifactCache
-from study.experiment.config import experiment_from_preset
-from study.methods import build_method
-from study.experiment.prepare import prepare
 from study.engine.runner import run_method
+from study.experiment.config import experiment_from_preset
+from study.experiment.prepare import prepare
+from study.methods import build_method
 from tests.conftest import FAST_EPOCHS
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

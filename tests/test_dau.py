@@ -2,11 +2,11 @@ import pytest
 import torch
 
 from study.core.errors import UserError
+from study.core.pruning import masks_of, prunable_modules
+from study.engine.runner import run_method
 from study.methods import build_method
 from study.methods.dau.attacker import AttackInputs, SelfAttentionAttacker, attack_inputs
 from study.methods.dau.losses import attacker_loss, barlow_twins_loss, defender_adversarial_loss
-from study.core.pruning import masks_of, prunable_modules
-from study.engine.runner import run_method
 
 FAST_DAU = {"attacker_pretrain_iters": 20, "epochs": 1, "batch_size": 128, "noise_copies": 2}
 

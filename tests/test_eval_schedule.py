@@ -7,11 +7,10 @@ those of the same trial evaluated after every epoch.
 import pytest
 import torch
 
-from study.experiment.config import experiment_from_preset
 from study.core.inference import predict_logits
-from study.engine.trainable import UnlearningTrainable
 from study.engine.study import eval_milestones
-
+from study.engine.trainable import UnlearningTrainable
+from study.experiment.config import experiment_from_preset
 from tests.conftest import FAST_EPOCHS, TEST_THREADS
 
 HEADLINE = ("avg_disparity", "UA", "MIA-Efficacy", "RA", "TA")

@@ -5,10 +5,9 @@ import math
 import pytest
 
 from study.core.cache import ArtifactCache
-from study.experiment.config import experiment_from_preset
 from study.evaluation.heldout import RetrainFreeJudge, heldout_split
+from study.experiment.config import experiment_from_preset
 from study.experiment.prepare import prepare
-
 from tests.conftest import FAST_EPOCHS
 
 
@@ -62,8 +61,8 @@ def test_study_logged_both_objectives_and_selection_reports_them(finished_study)
     import sys
 
     _, study_dir, _ = finished_study
-    from study.records.trials import load_study
     from analysis.selection import selection_summary
+    from study.records.trials import load_study
 
     frame = load_study(study_dir)
     assert frame["retrain_free_score"].notna().all() and frame["heldout/rmia_auc"].notna().all()

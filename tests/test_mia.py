@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from study.evaluation.mia import (best_threshold, class_thresholds, entropy, metric_attack, modified_entropy, roc_summary)
 from study.evaluation.heldout import rmia_scores
+from study.evaluation.mia import best_threshold, class_thresholds, entropy, metric_attack, modified_entropy, roc_summary
 
 
 def test_entropy_and_modified_entropy_by_hand():

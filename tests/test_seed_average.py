@@ -9,11 +9,10 @@ import statistics
 import pytest
 import torch
 
-from study.experiment.config import experiment_from_preset
 from study.core.errors import UserError
 from study.engine.trainable import UnlearningTrainable
 from study.evaluation.seeds import mean_over_seeds
-
+from study.experiment.config import experiment_from_preset
 from tests.conftest import FAST_EPOCHS
 
 HEADLINE = ("avg_disparity", "UA", "MIA-Efficacy", "RA", "TA")

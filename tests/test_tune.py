@@ -14,7 +14,6 @@ import yaml
 from study.core.errors import UserError
 from study.engine.spaces import MethodSpace, load_space
 from study.engine.study import expected_trials, search_options, trial_resources, unfinished_trials
-
 from tests.cli import run_in_process
 from tests.conftest import FAST_EPOCHS
 from tests.studies import write_space

@@ -26,19 +26,18 @@ from typing import Callable
 
 from study.core.cache import ArtifactCache
 from study.core.errors import TrainingDiverged, UserError
+from study.core.progress import Log
 from study.engine.ray_cluster import ray_session
 from study.engine.seed_runs import rows_per_seed
 from study.engine.spaces import MethodSpace, SearchSpace, load_space
 from study.engine.study import StudyRequest, run_study
 from study.experiment.config import ExperimentConfig, resolve_experiment
 from study.methods import method_class
-from study.records.comparison import (REFERENCE_ROWS, chosen_config_path, level_name, recorded_study,
-                                      write_comparison)
+from study.records.comparison import REFERENCE_ROWS, chosen_config_path, level_name, recorded_study, write_comparison
 from study.records.method_config import write_config
 from study.records.run_log import RunLog
 from study.records.study_record import find_study_dir, read_study_record
 from study.records.trials import best_configs
-from study.core.progress import Log
 
 MIA_SUBSETS = 5  # member subsets MIA-Efficacy is recomputed on, to show how much it depends on one draw
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from study.methods import UnlearningMethod
 from study.core.progress import Log
-from study.experiment.prepare import Prepared
 from study.core.pruning import copy_model
+from study.experiment.prepare import Prepared
+from study.methods import UnlearningMethod
 
 
 @dataclass

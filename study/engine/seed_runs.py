@@ -12,13 +12,12 @@ from typing import Callable
 
 import torch
 
+from study.core.progress import Log
 from study.engine.runner import run_method
 from study.evaluation.evaluate import mia_efficacy_spread
 from study.experiment.prepare import Prepared
 from study.methods import build_method
 from study.records.run_log import RunLog, run_key
-from study.core.progress import Log
-
 
 
 def evaluation_row(prepared: Prepared, method: str, params: dict, key: dict, mia_subsets: int = 0,

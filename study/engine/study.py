@@ -21,15 +21,16 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from study.core.cache import ArtifactCache
 from study.core.errors import UserError
+from study.core.progress import Log
 from study.engine.spaces import MethodSpace, SearchSpace
-from study.evaluation.names import HEADLINE, OBJECTIVES
+from study.evaluation.names import METRIC_NAMES, OBJECTIVES
 from study.experiment.config import ExperimentConfig
 from study.methods import method_class
 from study.records.study_record import read_study_record, write_study_record
-from study.core.progress import Log
 
 ASHA_MAX_EPOCHS, ASHA_GRACE_EPOCHS, ASHA_REDUCTION = 200, 1, 2
 REPORT_EVERY_S = 10  # the progress table's refresh: no study is silent for longer on a terminal
@@ -86,6 +87,7 @@ class StudyOutcome:
     missing: int  # trials neither finished nor failed (an interrupted study)
     wall_seconds: float
     failures: list[tuple[str, str]] = field(default_factory=list)  # (trial folder, last error line)
+    trial_table: Any = None  # the study's trials (`load_study`), read once for the checks and the ranking
 
     @property
     def status(self) -> str:
@@ -166,7 +168,7 @@ def prebuild_artifacts(request: StudyRequest, device: str, log: Log) -> None:
                     log(f"artifacts ready (retrain-free): {where}")
                     continue
                 retrain = prepared.retrain_metrics
-                log(f"artifacts ready: {where}: Retrain " + " ".join(f"{m} {retrain[m]:.2f}" for m in HEADLINE[:-1])
+                log(f"artifacts ready: {where}: Retrain " + " ".join(f"{m} {retrain[m]:.2f}" for m in METRIC_NAMES)
                     + f"; original Avg. Disparity {prepared.original_metrics['avg_disparity']:.2f}")
 
 
@@ -265,12 +267,14 @@ def run_study(request: StudyRequest, log: Log, ray_start_seconds: float = 0.0) -
     results = tuner.fit()
     elapsed = time.perf_counter() - started
     failures = [(str(r.path), str(r.error).strip().splitlines()[-1]) for r in results if r.error is not None]
-    missing = 0
+    missing, trial_table = 0, None
     if request.local:
         from study.records.trials import load_study
 
-        missing = unfinished_trials(load_study(request.study_dir), request.trials_wanted)
-    outcome = StudyOutcome(method, request.study_dir, len(results), request.trials_wanted, missing, elapsed, failures)
+        trial_table = load_study(request.study_dir)
+        missing = unfinished_trials(trial_table, request.trials_wanted)
+    outcome = StudyOutcome(method, request.study_dir, len(results), request.trials_wanted, missing, elapsed, failures,
+                           trial_table)
     if request.local:
         write_study_record(request.study_dir, {
             **record, "status": "interrupted" if missing else "finished", "wall_seconds": elapsed,

@@ -15,7 +15,7 @@ FIFO; the method's last epoch is always evaluated. `--eval-every-epoch` passes n
 for per-epoch curves.
 
 With `objective: retrain_free` the trial never builds or reads a Retrain model: it reports the
-held-out attacks and `retrain_free_score` (study/heldout.py) instead of Avg. Disparity. With
+held-out attacks and `retrain_free_score` (study/evaluation/heldout.py) instead of Avg. Disparity. With
 `retrain_free_score: true` it reports both, so the two objectives can be compared afterwards.
 
 Every result also carries where the trial's own time went, for `bench/tune_overhead.py`:
@@ -48,16 +48,16 @@ import torch
 from ray import tune
 
 from study.core.cache import ArtifactCache
-from study.records.checkpoint import SeedState, TrialState, read_trial_state, write_trial_state
-from study.experiment.config import ExperimentConfig
 from study.core.errors import UserError
 from study.core.progress import set_quiet
+from study.evaluation.heldout import RetrainFreeJudge
 from study.evaluation.names import time_ratio
 from study.evaluation.seeds import mean_over_seeds
-from study.evaluation.heldout import RetrainFreeJudge
+from study.experiment.config import ExperimentConfig
+from study.experiment.prepare import Prepared, prepare
 from study.methods import build_method
 from study.methods.base import UnlearningMethod
-from study.experiment.prepare import Prepared, prepare
+from study.records.checkpoint import SeedState, TrialState, read_trial_state, write_trial_state
 
 FRESH_PROCESS_RNG = torch.get_rng_state()  # taken at import, before anything in this process draws
 
@@ -95,7 +95,8 @@ class SeedRun:
 
 
 class UnlearningTrainable(tune.Trainable):
-    """config = {"experiment": {...}, "method": name, "params": {...}, "cache_dir": path,
+    """config = {"experiment": {...}, "method": name, "method_module": module defining it (optional),
+    "params": {...}, "cache_dir": path,
     "threads": int, "gpus": float, "objective": "avg_disparity" | "retrain_free",
     "retrain_free_score": bool, "average_seeds": [int, ...] (optional),
     "eval_milestones": [int, ...] | None (optional)}

@@ -30,13 +30,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from study.experiment.artifacts import trained_model
 from study.core.cache import ArtifactCache
 from study.core.errors import UserError
-from study.methods.dau.attacker import SelfAttentionAttacker, attack_inputs
-from study.evaluation.mia import roc_summary
-from study.experiment.prepare import Prepared
 from study.core.inference import predict_logits
+from study.evaluation.mia import roc_summary
+from study.experiment.artifacts import trained_model
+from study.experiment.prepare import Prepared
+from study.methods.dau.attacker import SelfAttentionAttacker, attack_inputs
 
 RMIA_OFFLINE_A = 0.3  # RMIA's offline scaling of the reference-model probability (their default)
 RMIA_POPULATION = 1000  # population samples z drawn from the test set

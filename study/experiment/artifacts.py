@@ -21,13 +21,12 @@ import numpy as np
 import torch
 
 from study.core.cache import ArtifactCache, array_digest, source_digest
-from study.experiment.config import ExperimentConfig
 from study.core.data import ImageDataset
 from study.core.errors import UserError
 from study.core.models import Defender, build_model, load_model_files, save_model_files
-from study.core.train import train_model
 from study.core.progress import Log
-
+from study.core.train import train_model
+from study.experiment.config import ExperimentConfig
 
 
 @functools.cache

@@ -11,22 +11,20 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from study.experiment.artifacts import trained_model
 from study.core.cache import ArtifactCache, array_digest, key_digest, source_digest
-from study.experiment.config import ExperimentConfig
 from study.core.data import ImageDataset, load_dataset
 from study.core.errors import UserError
-from study.evaluation.evaluate import evaluate_model
-from study.evaluation.metrics import avg_disparity
 from study.core.models import Defender, build_model
+from study.core.progress import Log
 from study.core.pruning import apply_masks, copy_model, masks_of, omp_prune
 from study.core.splits import ForgetSpec, Splits, make_splits, parse_forget_spec
+from study.evaluation.evaluate import evaluate_model
+from study.evaluation.metrics import avg_disparity
+from study.experiment.artifacts import trained_model
+from study.experiment.config import ExperimentConfig
 from study.experiment.unlearn_data import SharedContext, UnlearnData
-from study.core.progress import Log
-
 
 
 @dataclass

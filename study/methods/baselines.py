@@ -12,11 +12,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-from study.methods.base import BatchStream, Hyperparam, UnlearningMethod, sgd, shuffled_batches
-from study.methods.gradients import add_flat_, per_sample_gradients, summed_gradient, trainable_parameters
 from study.core.progress import tracked
 from study.core.pruning import copy_model
 from study.core.train import check_finite
+from study.methods.base import BatchStream, Hyperparam, UnlearningMethod, sgd, shuffled_batches
+from study.methods.gradients import add_flat_, per_sample_gradients, summed_gradient, trainable_parameters
 
 LR = lambda default, low=1e-7, high=10.0: Hyperparam("lr", float, default, low, high, help="learning rate (SGD, momentum 0.9)")  # noqa: E731
 EPOCHS = lambda default: Hyperparam("epochs", int, default, 1, 200, help="unlearning epochs")  # noqa: E731

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from study.records.method_config import read_method_config
 from study.core.errors import UserError
 from study.core.staging import write_file_atomically
+from study.records.method_config import read_method_config
 from study.records.run_log import RunLog, run_key
 
 COMPARE_FILE = "compare.json"

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import torch
 
-from study.experiment.config import ExperimentConfig
 from study.core.data import ImageDataset, load_dataset
 from study.core.errors import UserError
 from study.core.models import Defender, load_model_files, save_model_files
 from study.core.splits import Splits
 from study.core.staging import staged_folder
+from study.experiment.config import ExperimentConfig
 
 
 def write_run_folder(out: Path, model: torch.nn.Module, splits: Splits, config: dict, metrics: dict,

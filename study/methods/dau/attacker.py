@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from study.methods.base import BatchStream
-from study.methods.dau.losses import MEMBER, NON_MEMBER, attacker_loss
 from study.core.progress import Progress
 from study.core.pruning import copy_model
+from study.methods.base import BatchStream
+from study.methods.dau.losses import MEMBER, NON_MEMBER, attacker_loss
 
 SENSITIVITY_SIGMA = 1e-3  # noise std on the un-normalised [0, 1] image, as the reference code
 TOKEN_WIDTH = 64

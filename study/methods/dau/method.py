@@ -45,12 +45,12 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from study.methods.dau.attacker import (AttackerSettings, AttackInputs, PretrainedAttacker, SelfAttentionAttacker,
-                                    attack_inputs, membership_accuracy, pretrain_attacker)
-from study.methods.base import BatchStream, Hyperparam, UnlearningMethod, sgd, shuffled_batches
 from study.core.errors import UserError
 from study.core.progress import Progress
 from study.core.train import check_finite
+from study.methods.base import BatchStream, Hyperparam, UnlearningMethod, sgd, shuffled_batches
+from study.methods.dau.attacker import (AttackerSettings, AttackInputs, PretrainedAttacker, SelfAttentionAttacker,
+                                        attack_inputs, membership_accuracy, pretrain_attacker)
 from study.methods.dau.losses import attacker_loss, barlow_twins_loss, defender_adversarial_loss
 from study.methods.dau.store import AttackerStore, attacker_variants
 
