@@ -1,10 +1,16 @@
 """A comparison's `table.md` and figure, from its records alone (compare.json and the run log).
 
-Per sparsity level: UA, MIA-Efficacy, RA, TA, Avg. Disparity, run time and time/Retrain (without
-and, where a method shares a pre-built artifact, with its seconds), mean ± std over the
-evaluation seeds, and MIA-Efficacy's spread over member subsets (a diagnostic: ⚑ where that
-spread exceeds its gap to the nearest other method). With several levels, their headline columns
-side by side. A kept comparison re-renders from these files without any model.
+Per sparsity level, one row per method tuned and one at its documented defaults, two tables:
+  - the metrics: UA, MIA-Efficacy, RA, TA, Avg. Disparity (and its median), ToW, ToW-MIA, run time
+    and time/Retrain (without and, where a method shares a pre-built artifact, with its seconds),
+    mean ± std over the evaluation seeds;
+  - robustness and probes (`analysis.robust`): each metric's gap to Retrain, MIA-Efficacy collapses,
+    the relearning test, the held-out attacks' TPR at 1% FPR, MIA-Efficacy's spread over member
+    subsets (⚑ where it exceeds the gap to the nearest other row) and the paired difference to the
+    best tuned method.
+With several levels, their headline columns side by side. A kept comparison re-renders from
+these files without any model (gaps and ToW are recomputed from the rows; a probe a row lacks
+shows as –).
 """
 from __future__ import annotations
 
@@ -13,14 +19,22 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.formatting import markdown_table, mean_std
+from analysis.robust import (
+    COLLAPSE_AT,
+    RETRAIN_BELOW,
+    collapses,
+    gap_names,
+    paired_to_best,
+    with_retrain_gaps,
+)
 from analysis.table import TABLE_COLUMNS, sparsity_label, summarize, wide_table
-from study.evaluation.names import HEADLINE, label, shared_seconds, time_ratio
+from study.evaluation.names import HEADLINE, TOW, label, shared_seconds, time_ratio
 from study.methods import display_name, shared_artifact_keys
 from study.methods import sort_key as method_sort_key
-from study.records.comparison import REFERENCE_ROWS
+from study.records.comparison import DEFAULTS, REFERENCE_ROWS, TUNED
 
-COLUMNS = (*HEADLINE, "run_seconds", "time_ratio", "time_ratio_with_shared")
-DIGITS = {"run_seconds": 1, "time_ratio": 3, "time_ratio_with_shared": 3}
+COLUMNS = (*HEADLINE, *TOW, "run_seconds", "time_ratio", "time_ratio_with_shared")
+DIGITS = {"run_seconds": 1, "time_ratio": 3, "time_ratio_with_shared": 3, "tow": 3, "tow_mia": 3}
 
 
 def with_time_ratios(runs: pd.DataFrame) -> pd.DataFrame:
@@ -35,36 +49,95 @@ def with_time_ratios(runs: pd.DataFrame) -> pd.DataFrame:
                        time_ratio_with_shared=pd.Series(with_shared, index=runs.index, dtype=float))
 
 
-def summary_table(runs: pd.DataFrame, order: list[str], failed: dict[str, str], subsets: int) -> pd.DataFrame:
-    """Mean ± std over evaluation seeds per method, the MIA-Efficacy diagnostic and its flag."""
-    runs = with_time_ratios(runs)
-    shares = runs["time_ratio_with_shared"] - runs["time_ratio"]
-    spread_columns = ["mia_subsets_std"] if "mia_subsets_std" in runs else []
-    means = runs.groupby("method")[[*COLUMNS, *spread_columns]].mean()
-    stds = runs.groupby("method")[list(COLUMNS)].std()
-    shared_methods = set(runs.loc[shares > 0, "method"])
+def with_row_names(runs: pd.DataFrame) -> pd.DataFrame:
+    """`row`: the table's row name, the method's (`FT`) or, at its documented defaults, `FT (defaults)`."""
+    variant = runs["variant"] if "variant" in runs else pd.Series(TUNED, index=runs.index)
+    names = [display_name(m) + (" (defaults)" if v == DEFAULTS else "") for m, v in zip(runs["method"], variant)]
+    return runs.assign(row=names, variant=variant)
+
+
+def row_order(runs: pd.DataFrame, order: list[str]) -> list[str]:
+    """Row names in the methods' order, each method's tuned row before its defaults row."""
     rows = []
     for method in order:
+        for variant in (TUNED, DEFAULTS):
+            found = runs[(runs["method"] == method) & (runs["variant"] == variant)]
+            if len(found):
+                rows.append(str(found["row"].iloc[0]))
+    return rows
+
+
+def prepared_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The evaluation rows with everything a summary reads: time ratios, gaps to Retrain, ToW, row names."""
+    return with_row_names(with_retrain_gaps(with_time_ratios(runs)))
+
+
+def summary_table(runs: pd.DataFrame, order: list[str], failed: dict[str, str], subsets: int) -> pd.DataFrame:
+    """Per row: mean ± std over the evaluation seeds of the metrics, Avg. Disparity's median, ToW,
+    ToW-MIA and the time ratios."""
+    runs = prepared_runs(runs)
+    shares = runs["time_ratio_with_shared"] - runs["time_ratio"]
+    columns = [c for c in COLUMNS if c in runs]
+    grouped = runs.groupby("row")
+    means, stds, medians = grouped[columns].mean(), grouped[columns].std(), grouped["avg_disparity"].median()
+    shared_rows = set(runs.loc[shares > 0, "row"])
+    table_rows = []
+    for method in order:
         if method in failed:
-            rows.append({"method": display_name(method), label("avg_disparity"): f"failed: {failed[method]}"})
-            continue
-        if method not in means.index:
-            continue
-        m, s = means.loc[method], stds.loc[method]
-        row = {"method": display_name(method)}
-        for column in COLUMNS:
-            if column == "time_ratio_with_shared" and method not in shared_methods:
+            table_rows.append({"method": display_name(method), label("avg_disparity"): f"failed: {failed[method]}"})
+    for row_name in row_order(runs, order):
+        m, s = means.loc[row_name], stds.loc[row_name]
+        row = {"method": row_name}
+        for column in columns:
+            if column == "time_ratio_with_shared" and row_name not in shared_rows:
                 continue
             row[label(column)] = mean_std(m[column], s[column], DIGITS.get(column, 2))
-        if spread_columns:
-            others = means.drop(index=[method, *REFERENCE_ROWS], errors="ignore")["MIA-Efficacy"]
+            if column == "avg_disparity":
+                row["median"] = f"{medians.loc[row_name]:.2f}"
+        table_rows.append(row)
+    table = pd.DataFrame(table_rows)
+    ordered = ["method", *(label(c) for c in COLUMNS[:5]), "median", *(label(c) for c in COLUMNS[5:])]
+    return table[[c for c in ordered if c in table.columns]].fillna("–")
+
+
+def robustness_table(runs: pd.DataFrame, order: list[str], subsets: int) -> tuple[pd.DataFrame, str | None]:
+    """Per row: each metric's mean gap to Retrain, the count of MIA-Efficacy collapses, the relearning
+    test, the held-out attacks' TPR at 1% FPR, MIA-Efficacy's spread over member subsets (⚑ where it
+    exceeds the gap to the nearest other row) and the paired difference to the best tuned method."""
+    runs = prepared_runs(runs)
+    runs = runs.assign(collapse=collapses(runs))
+    names = row_order(runs, order)
+    tuned = [r for r in names if r in set(runs.loc[(runs["variant"] == TUNED)
+                                                   & ~runs["method"].isin(REFERENCE_ROWS), "row"])]
+    best, paired = paired_to_best(runs, tuned + [r for r in names if r.endswith("(defaults)")])
+    grouped = runs.groupby("row")
+    means = grouped.mean(numeric_only=True)
+    table_rows = []
+    for row_name in names:
+        m = means.loc[row_name]
+        row = {"method": row_name}
+        for gap in gap_names():
+            row[label(gap)] = f"{m[gap]:.2f}"
+        group = runs[runs["row"] == row_name]
+        row["MIA collapses"] = f"{int(group['collapse'].sum())} of {len(group)}"
+        if "relearn_UA" in runs and group["relearn_UA"].notna().any():
+            row["relearn UA"] = mean_std(group["relearn_UA"].mean(), group["relearn_UA"].std())
+        if "heldout_tpr@1%" in runs and group["heldout_tpr@1%"].notna().any():
+            row["held-out TPR@1%FPR"] = mean_std(group["heldout_tpr@1%"].mean(), group["heldout_tpr@1%"].std())
+        if "mia_subsets_std" in runs and m["mia_subsets_std"] == m["mia_subsets_std"]:  # not on defaults rows
+            others = means.drop(index=[row_name], errors="ignore")["MIA-Efficacy"]
             gap = float((others - m["MIA-Efficacy"]).abs().min()) if len(others) else float("nan")
             spread = float(m["mia_subsets_std"])
             row[f"MIA-Efficacy over {subsets} subsets (std)"] = f"{spread:.2f}" + (" ⚑" if spread > gap else "")
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    ordered = ["method", *(label(c) for c in COLUMNS)] + [c for c in table.columns if c.startswith("MIA-Efficacy over")]
-    return table[[c for c in ordered if c in table.columns]].fillna("–")
+        if row_name == best:
+            row["Δ Avg. Disparity to the best (95% CI; Wilcoxon p)"] = "best"
+        elif row_name in paired:
+            d = paired[row_name]
+            interval = f" [{d['low']:+.2f}, {d['high']:+.2f}]" if d["n"] >= 2 else ""
+            p_value = f"; p {d['p']:.3f}" if d["p"] == d["p"] else ""
+            row["Δ Avg. Disparity to the best (95% CI; Wilcoxon p)"] = f"{d['mean']:+.2f}{interval}{p_value}"
+        table_rows.append(row)
+    return pd.DataFrame(table_rows).fillna("–"), best
 
 
 def thread_mismatches(runs: pd.DataFrame) -> list[str]:
@@ -90,6 +163,8 @@ def thread_mismatches(runs: pd.DataFrame) -> list[str]:
 def side_by_side(runs_by_level: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The paper's layout: one row per method, each level's headline columns side by side."""
     runs = pd.concat(list(runs_by_level.values()), ignore_index=True)
+    if "variant" in runs:
+        runs = runs[runs["variant"] != DEFAULTS]
     return wide_table(summarize(runs[["method", "sparsity", *TABLE_COLUMNS]]))
 
 
@@ -100,6 +175,8 @@ def disparity_figure(runs: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     runs = with_time_ratios(runs[~runs["method"].isin(REFERENCE_ROWS)])
+    if "variant" in runs:
+        runs = runs[runs["variant"] != DEFAULTS]
     means = runs.groupby("method")[["avg_disparity", "time_ratio"]].mean()
     figure, axes = plt.subplots(figsize=(6, 4))
     axes.scatter(means["time_ratio"], means["avg_disparity"])
@@ -115,21 +192,36 @@ def disparity_figure(runs: pd.DataFrame, path: Path) -> None:
 
 
 def render(record: dict, runs_by_level: dict[str, pd.DataFrame], subsets: int) -> str:
-    """table.md's text: the command, the protocol in one paragraph, a table per level, the side-by-side view."""
+    """table.md's text: the command, the protocol in one paragraph, two tables per level (the metrics;
+    robustness and probes), the side-by-side view."""
     experiment = record["experiment"]
     seeds = ", ".join(map(str, record["eval_seeds"]))
+    selected = record.get("selected_on", "test set (recorded before selection sets existed)")
+    relearn = (f"relearn UA (UA on half the forget set after {record['relearn_steps']} fine-tuning steps on the "
+               "other half; below Retrain's: the knowledge comes back); " if record.get("relearn_steps") else "")
     sections = [f"Command: `{record['command']}`", "",
                 f"{experiment['dataset']} / {experiment['model']}, forget {experiment['forget']}. Every method tuned "
                 f"with {record['budget']} trials on seed(s) {', '.join(map(str, record['tune_seeds']))} "
-                f"({record['objective']}); mean ± std over evaluation seeds {seeds}. time / Retrain leaves out "
-                "artifacts shared by every run on one original (DAU's attacker pre-training); the column beside it "
-                f"adds them. ⚑: MIA-Efficacy's spread over {subsets} member subsets exceeds its gap to the nearest "
-                "other method.", ""]
+                f"({record['objective']}), each study's first trial at the method's documented defaults; trials "
+                f"scored on: {selected}. Mean ± std over evaluation seeds {seeds}, on the test set; "
+                "\"(defaults)\" rows run the documented defaults on the same seeds. ToW and ToW-MIA: products of "
+                "(1 − gap) over UA (or MIA-Efficacy), RA and TA against Retrain, 1 is Retrain. time / Retrain "
+                "leaves out artifacts shared by every run on one original (DAU's attacker pre-training); the "
+                "column beside it adds them.", ""]
     for name, runs in runs_by_level.items():
         entry = record["levels"][name]
         order = sorted({*REFERENCE_ROWS, *entry["methods"]}, key=method_sort_key)
+        robust, best = robustness_table(runs, order, subsets)
         sections += [f"### {sparsity_label(entry['sparsity'])}", "",
-                     markdown_table(summary_table(runs, order, entry["failed"], subsets)), ""]
+                     markdown_table(summary_table(runs, order, entry["failed"], subsets)), "",
+                     "Robustness and probes: each metric's mean absolute gap to Retrain; MIA collapses (MIA-Efficacy "
+                     f"≥ {COLLAPSE_AT:g} while Retrain's is below {RETRAIN_BELOW:g} on the seed); {relearn}"
+                     "the held-out attacks' (fresh SAMIA, offline "
+                     f"RMIA) stronger TPR at 1% FPR, forget vs unseen validation samples; ⚑: MIA-Efficacy's spread "
+                     f"over {subsets} member subsets exceeds its gap to the nearest other row; Avg. Disparity minus "
+                     f"the best tuned method's ({best}), paired over the {len(record['eval_seeds'])} seeds (with n "
+                     "seeds the smallest two-sided Wilcoxon p is 2/2^n: below 6 seeds none reaches 0.05).", "",
+                     markdown_table(robust), ""]
         mismatches = thread_mismatches(runs)
         if mismatches:
             sections += ["time / Retrain compares different thread counts here, so read it with care: "

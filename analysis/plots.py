@@ -167,3 +167,21 @@ def parallel_coordinates(frame: pd.DataFrame, path: Path, search: dict | None = 
     ax.figure.savefig(path, dpi=110)
     plt.close(ax.figure)
     return path
+
+
+def searched_front(study_dir: str | Path, objectives: list[str], pair: tuple[str, str], path: Path) -> Path:
+    """Optuna's Pareto-front plot of a Pareto study (its kept Optuna study) on two of its objectives."""
+    from optuna.visualization.matplotlib import plot_pareto_front
+
+    from study.records.pareto import load_optuna_study
+
+    first, second = objectives.index(pair[0]), objectives.index(pair[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks its matplotlib backend experimental
+        axes = plot_pareto_front(load_optuna_study(study_dir), targets=lambda t: (t.values[first], t.values[second]),
+                                 target_names=[label(pair[0]), label(pair[1])])
+    axes.figure.set_size_inches(6, 4)
+    axes.figure.tight_layout()
+    axes.figure.savefig(path, dpi=120)
+    plt.close(axes.figure)
+    return path

@@ -13,19 +13,20 @@ import pandas as pd
 
 from analysis.formatting import format_number, markdown_table
 from study.core.errors import UserError, cli_entry
-from study.evaluation.names import HEADLINE, OBJECTIVE_COLUMNS
+from study.evaluation.names import HEADLINE, OBJECTIVE_COLUMNS, PARETO, TOW, label
 from study.records.trials import default_objective, finished, load_study
 
 
 def ranking(frame: pd.DataFrame, top: int | None = None, by: str | None = None) -> pd.DataFrame:
     """The ranking table by `by` (default: the study's objective): one row per finished trial,
     plus Retrain's reference row when the trials were measured against Retrain."""
-    by = by or default_objective(frame)
+    by = ranked_by(frame, by)  # a Pareto study is ranked by Avg. Disparity here (its front: format_front)
     ok = finished(frame, by)
     if top:
         ok = ok.head(top)
     searched = [c for c in frame.columns if c.startswith("params.") and frame[c].nunique(dropna=True) > 1]
-    shown = [c for c in dict.fromkeys((*OBJECTIVE_COLUMNS, *HEADLINE)) if c in ok and (c == by or ok[c].notna().any())]
+    shown = [c for c in dict.fromkeys((*OBJECTIVE_COLUMNS, *HEADLINE, *TOW))
+             if c in ok and (c == by or ok[c].notna().any())]
     shown = list(dict.fromkeys([by, *shown]))
     table = ok[["trial_id", "method", *shown, "run_seconds", *searched]].copy()
     spread = f"seed_std/{by}"
@@ -36,14 +37,29 @@ def ranking(frame: pd.DataFrame, top: int | None = None, by: str | None = None) 
         first = ok.iloc[0]
         reference = {"rank": "", "trial_id": "Retrain", "method": "retrain", "run_seconds": first["retrain_seconds"],
                      **{m: first[f"retrain.{m}"] for m in HEADLINE}}
-        reference["avg_disparity"] = 0.0
+        reference.update({"avg_disparity": 0.0, **{name: 1.0 for name in TOW}})
         table = pd.concat([table, pd.DataFrame([reference])], ignore_index=True)
     return table.rename(columns=lambda c: c.removeprefix("params."))
 
 
+def ranked_by(frame: pd.DataFrame, by: str | None) -> str:
+    """The column a ranking sorts by: `by`, else the study's objective (Avg. Disparity for a Pareto study)."""
+    by = by or default_objective(frame)
+    return "avg_disparity" if by == PARETO else by
+
+
 def not_finished(frame: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
-    rest = frame[~frame.index.isin(finished(frame, by or default_objective(frame)).index)]
+    rest = frame[~frame.index.isin(finished(frame, ranked_by(frame, by)).index)]
     return rest[["trial_id", "method", "status", "error"]]
+
+
+def format_front(front_rows: pd.DataFrame, objectives: list[str]) -> str:
+    """A Pareto study's non-dominated trials (ordered by the pick rule, `balanced` first) as text."""
+    searched = [c for c in front_rows.columns if c.startswith("params.") and front_rows[c].nunique(dropna=True) > 1]
+    shown = ["trial_id", *objectives, *[c for c in ("avg_disparity", *TOW) if c in front_rows], *searched]
+    table = front_rows[shown].rename(columns=lambda c: label(c).removeprefix("params."))
+    return (f"Pareto front: {len(front_rows)} non-dominated trial(s) on {', '.join(label(o) for o in objectives)} "
+            "(first: the balanced pick, which study.export takes by default)\n" + format_text(table))
 
 
 def format_text(table: pd.DataFrame) -> str:

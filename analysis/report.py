@@ -18,11 +18,11 @@ import yaml
 
 from analysis import ablation, plots
 from analysis.formatting import markdown_table, output_folder
-from analysis.rank import not_finished, ranking
+from analysis.rank import not_finished, ranked_by, ranking
 from analysis.table import sparsity_label, study_runs, summarize, wide_table
 from study.core.errors import UserError, cli_entry
-from study.evaluation.names import label
-from study.records.trials import default_objective, find_study_dirs, finished, load_study
+from study.evaluation.names import PARETO, label
+from study.records.trials import find_study_dirs, finished, load_study
 
 REPORT_FILE = "report.md"
 
@@ -122,7 +122,7 @@ def build_report(study_dirs: list[str], figures: Path, top: int) -> Report:
     """Every section of the report; figures are written into `figures`."""
     frame = pd.concat([load_study(path) for path in study_dirs], ignore_index=True)
     metas = [meta for path in study_dirs for meta in _study_meta(path)]
-    by = default_objective(frame)
+    by = ranked_by(frame, None)
     ok = finished(frame, by)
     report = Report()
     report.heading("Study report", 1)
@@ -171,6 +171,10 @@ def build_report(study_dirs: list[str], figures: Path, top: int) -> Report:
             except UserError as err:
                 report.text(f"{factor.removeprefix('params.')}: {err}.")
 
+    for meta in metas:
+        if meta.get("objective") == PARETO:
+            searched_front_section(report, frame[frame["study"] == str(Path(meta["dir"]).resolve())], meta, figures)
+
     report.heading("Figures")
     plots.pareto_front(frame, figures / "pareto_front.png", by)
     report.image(Path(figures.name) / "pareto_front.png",
@@ -202,6 +206,29 @@ def build_report(study_dirs: list[str], figures: Path, top: int) -> Report:
     return report
 
 
+def searched_front_section(report: Report, trials: pd.DataFrame, meta: dict, figures: Path) -> None:
+    """A Pareto study's searched front: its non-dominated trials and, for the first objective against
+    each other one, Optuna's Pareto-front plot (every trial, the front highlighted)."""
+    from study.records.pareto import front, order_front
+
+    objectives = list(meta.get("objectives") or [])
+    report.heading(f"Searched Pareto front ({meta.get('method')}: {', '.join(label(o) for o in objectives)})")
+    try:
+        rows = order_front(front(trials, meta["dir"], objectives), objectives)
+    except UserError as err:
+        report.text(f"No front: {err}.")
+        return
+    shown = ["trial_id", *objectives, "avg_disparity", "tow", "tow_mia"]
+    report.table(rows[[c for c in shown if c in rows]].rename(columns=label))
+    report.text("First row: the balanced pick (each objective scaled to [0, 1] over the front, the smallest sum), "
+                "which study.export takes by default.")
+    for other in objectives[1:]:
+        name = f"searched_front_{meta.get('method')}_{objectives[0]}_{other}.png".replace("/", "-")
+        plots.searched_front(meta["dir"], objectives, (objectives[0], other), figures / name)
+        report.image(Path(figures.name) / name, f"{label(objectives[0])} vs {label(other)}, every trial of the "
+                                                "search; the front as Optuna computes it on all objectives")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.splitlines()[0])
     parser.add_argument("study_dir", nargs="+")
@@ -209,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=10, help="trials in the ranking (default 10)")
     args = parser.parse_args(argv)
     frame = pd.concat([load_study(path) for path in args.study_dir], ignore_index=True)
-    if finished(frame, default_objective(frame)).empty:
+    if finished(frame, ranked_by(frame, None)).empty:
         print(not_finished(frame).to_string(index=False))
         raise UserError("no trial of this study finished; there is nothing to report (failed trials listed above)")
     with output_folder(Path(args.out), REPORT_FILE) as staging:

@@ -75,7 +75,7 @@ def compute_disparity(frame: pd.DataFrame, cache_dir: str) -> pd.DataFrame:
             prepared = prepared_by_key[key]
             model = prepared.fresh_original()
             model.load_state_dict(entry.method["model"])
-            measured.append(prepared.evaluate(model))
+            measured.append(prepared.evaluate(model, prepared.selection_view))  # as the trial scored it
         metrics = mean_over_seeds(measured, [entry.seed for entry in state.seeds])
         for name in HEADLINE:
             frame.loc[index, name] = metrics[name]

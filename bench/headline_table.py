@@ -21,7 +21,7 @@ from analysis.formatting import markdown_table, mean_std  # noqa: E402
 from study.core.errors import UserError, cli_entry  # noqa: E402
 from study.methods import display_name  # noqa: E402
 from study.methods import sort_key as method_sort_key  # noqa: E402
-from study.records.comparison import REFERENCE_ROWS, level_runs, read_comparison  # noqa: E402
+from study.records.comparison import REFERENCE_ROWS, TUNED, level_runs, read_comparison  # noqa: E402
 from study.records.run_log import RunLog  # noqa: E402
 
 
@@ -37,7 +37,7 @@ def comparison_columns(folder: Path, level: str = "dense") -> tuple[str, pd.Data
     runs = level_runs(record, run_log, presets.pop()).get(level)
     if runs is None:
         raise UserError(f"{folder}: no evaluation rows for level {level}")
-    runs = with_time_ratios(runs)
+    runs = with_time_ratios(runs[runs["variant"] == TUNED])
     grouped = runs.groupby("method")
     stats = pd.DataFrame({"mean": grouped["avg_disparity"].mean(), "std": grouped["avg_disparity"].std(),
                           "median": grouped["avg_disparity"].median(), "ratio": grouped["time_ratio"].mean(),

@@ -6,10 +6,16 @@ tuning seeds, then its best configuration is run on evaluation seeds that no stu
 
 Each method is tuned on its own search space (a baseline: its section of `baselines`; DAU: the
 space for the preset and forget scheme; `--space METHOD=SPACE` names another), all with the same
-objective, in this process under one Ray session. Writes `table.md` (mean ± std over the
-evaluation seeds, time/Retrain without and with shared pre-training, MIA-Efficacy's spread over 5
-member subsets), `disparity_vs_time_<level>.png`, `configs/<level>/<method>.yaml`, `compare.json`
-and `runs.csv`. Run again, it reuses finished studies and evaluation runs and computes only what
+objective (or, with `--objective pareto`, the same Pareto objectives and pick rule), in this process
+under one Ray session. Every study's first trial is the method's documented defaults, and trials are
+scored on the experiment's selection set, never on the test set the tables report. Each method
+then runs on the evaluation seeds twice: its chosen configuration and its documented defaults.
+Writes `table.md` (mean ± std and median over the evaluation seeds, ToW, ToW-MIA, time/Retrain
+without and with shared pre-training; per-metric gaps, MIA-Efficacy collapses, the relearning
+test, the held-out attacks' TPR at 1% FPR, MIA-Efficacy's spread over 5 member subsets and the
+paired difference to the best), `disparity_vs_time_<level>.png`, `configs/<level>/<method>.yaml`,
+`trials/<level>/<method>.csv` (every trial of each study), `compare.json` and `runs.csv`. Run
+again, it reuses finished studies and evaluation runs and computes only what
 is missing; `--studies-only` stops after the studies, so a long comparison is tuned in one
 sitting and evaluated in another. The same command with `--sparsity 0.95` into the same `--out`
 adds the sparse level beside the dense one. The engine is `study.engine.comparison`.
@@ -25,11 +31,17 @@ from study.cli_common import add_experiment_arguments, experiment_overrides, set
 from study.core.errors import UserError, cli_entry
 from study.core.progress import set_quiet
 from study.core.staging import write_file_atomically
-from study.engine.comparison import MIA_SUBSETS, ComparisonRequest, run_comparison
-from study.evaluation.names import OBJECTIVES
+from study.engine.comparison import (
+    MIA_SUBSETS,
+    RELEARN_STEPS,
+    ComparisonRequest,
+    run_comparison,
+)
+from study.evaluation.names import OBJECTIVE_CHOICES, PARETO_OBJECTIVES
 from study.experiment.config import resolve_experiment
 from study.methods import METHODS, tunable_methods
 from study.records.comparison import check_same_comparison, level_runs
+from study.records.pareto import PICK_RULES
 from study.records.run_log import RunLog
 
 
@@ -43,8 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tune-seeds", type=int, nargs="+", default=[0], help="seeds the studies tune on (default 0)")
     parser.add_argument("--eval-seeds", type=int, nargs="+", default=[1, 2, 3],
                         help="seeds the chosen configurations are evaluated on; never seen by a study (default 1 2 3)")
-    parser.add_argument("--objective", choices=sorted(OBJECTIVES), default="avg_disparity",
-                        help="what every study minimises (default Avg. Disparity to Retrain)")
+    parser.add_argument("--objective", choices=OBJECTIVE_CHOICES, default="avg_disparity",
+                        help="what every study minimises (default Avg. Disparity to Retrain); pareto: several gaps "
+                             "at once (FIFO scheduler), each method's point picked on its front by --pick")
+    parser.add_argument("--pareto-objectives", nargs="+", choices=tuple(PARETO_OBJECTIVES),
+                        default=list(PARETO_OBJECTIVES), metavar="NAME",
+                        help="a Pareto comparison's objectives, two or more of: forget, utility, mia, time "
+                             "(default: all four)")
+    parser.add_argument("--pick", choices=PICK_RULES, default="balanced",
+                        help="the point of each Pareto front evaluated: balanced (default) or the front's best on "
+                             "one objective")
+    parser.add_argument("--relearn", type=int, default=RELEARN_STEPS, metavar="K",
+                        help=f"the relearning test's steps on every evaluation row (default {RELEARN_STEPS}; 0: off)")
+    parser.add_argument("--no-heldout", action="store_true",
+                        help="leave the held-out attacks (TPR at 1%% FPR) out of the evaluation rows")
     parser.add_argument("--space", nargs="+", default=[], metavar="METHOD=SPACE",
                         help="tune METHOD on SPACE (a search_spaces/ name or a .yaml path holding its section) "
                              "instead of its default")
@@ -77,6 +101,10 @@ def check_arguments(args: argparse.Namespace) -> None:
                         f"{', '.join(tunable_methods())} (Original and Retrain are always shown as reference rows)")
     if args.budget < 1:
         raise UserError("--budget must be at least 1")
+    if args.relearn < 0:
+        raise UserError("--relearn takes a number of steps, 0 (off) or more")
+    if len(set(args.pareto_objectives)) < 2:
+        raise UserError("--pareto-objectives needs two or more distinct objectives")
     overlap = sorted(set(args.tune_seeds) & set(args.eval_seeds))
     if overlap:
         raise UserError(f"seed(s) {' '.join(map(str, overlap))} are both tuning and evaluation seeds; "
@@ -105,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     request = ComparisonRequest(
         methods=list(args.methods), experiment=experiment, preset=args.preset or "digits", out=Path(args.out),
         cache_dir=args.cache_dir, budget=args.budget, tune_seeds=args.tune_seeds, eval_seeds=args.eval_seeds,
-        objective=args.objective, spaces=parse_spaces(args.space, args.dau_space), cpus_per_trial=args.cpus_per_trial,
+        objective=args.objective, pareto=tuple(dict.fromkeys(args.pareto_objectives)), pick=args.pick,
+        relearn_steps=args.relearn, heldout=not args.no_heldout,
+        spaces=parse_spaces(args.space, args.dau_space), cpus_per_trial=args.cpus_per_trial,
         max_concurrent=args.max_concurrent, studies_only=args.studies_only, quiet=args.quiet,
         command="python -m study.compare " + " ".join(sys.argv[1:] if argv is None else argv))
     previous = check_same_comparison(request.out, request.header())

@@ -5,6 +5,7 @@ re-run outside Ray (same seed and, from `source.threads`, the same threads on CP
 within half a point). A trial tuned with
 `--average-seeds` is exported with its first seed in `experiment.seed` and the seeds it was
 averaged over in `source.average_seeds`; `bench/paper_protocol.py --seeds ...` re-runs it on all.
+A Pareto study (`study.tune --objective pareto`) exports points of its front, ordered by `--pick`.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from study.core.errors import UserError, cli_entry
 from study.records.method_config import write_config
+from study.records.pareto import PICK_RULES
 from study.records.trials import best_configs
 
 
@@ -23,16 +25,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=1, help="how many trials (default 1: the best)")
     parser.add_argument("--out", required=True, help="YAML file; with --top > 1, one file per trial: NAME-1.yaml, ...")
     parser.add_argument("--method", default=None, help="only trials of this method (multi-method studies)")
+    parser.add_argument("--pick", choices=PICK_RULES, default="balanced",
+                        help="a Pareto study's point: balanced (each objective scaled to [0, 1] over the front, the "
+                             "smallest sum; default) or the front's best on one objective")
     args = parser.parse_args(argv)
     if args.top < 1:
         raise UserError("--top must be at least 1")
     out = Path(args.out)
-    for config in best_configs(args.study_dir, args.top, args.method):
+    for config in best_configs(args.study_dir, args.top, args.method, args.pick):
         source = config["source"]
         target = out if args.top == 1 else out.with_name(f"{out.stem}-{source['rank']}{out.suffix or '.yaml'}")
         write_config(config, target)
-        print(f"wrote {target}: trial {source['trial_id']} ({config['method']}), {source['objective']} "
-              f"{source[source['objective']]:.3f}")
+        value_key = next(key for key in source if key not in ("study", "trial_id", "rank", "objective"))
+        print(f"wrote {target}: trial {source['trial_id']} ({config['method']}), {source['objective']}: "
+              f"{value_key} {source[value_key]:.3f}")
     return 0
 
 

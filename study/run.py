@@ -10,7 +10,13 @@ import json
 import sys
 from pathlib import Path
 
-from study.cli_common import add_experiment_arguments, experiment_overrides, parse_params, resolve_device, set_threads
+from study.cli_common import (
+    add_experiment_arguments,
+    experiment_overrides,
+    parse_params,
+    resolve_device,
+    set_threads,
+)
 from study.core.cache import ArtifactCache
 from study.core.errors import UserError, cli_entry
 from study.core.progress import set_quiet
@@ -44,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retrain-free", action="store_true",
                         help="never build or read a Retrain model: report held-out attacks and the retrain-free score "
                              "instead of Avg. Disparity (the production setting)")
+    parser.add_argument("--relearn", type=int, default=0, metavar="K",
+                        help="the relearning test: UA on half the forget set after K fine-tuning steps on the other "
+                             "half, for the method, "
+                             "the original and Retrain (lower than Retrain's: the knowledge was hidden, not removed; "
+                             "default 0 = off)")
     parser.add_argument("--list-methods", action="store_true", help="list methods and their hyperparameters, then exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
     add_experiment_arguments(parser)
@@ -58,7 +69,12 @@ def list_methods() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from analysis.run_tables import artifact_time_line, format_mia_table, format_retrain_free_table, format_table
+    from analysis.run_tables import (
+        artifact_time_line,
+        format_mia_table,
+        format_retrain_free_table,
+        format_table,
+    )
 
     args = build_parser().parse_args(argv)
     if args.list_methods:
@@ -82,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"experiment: {experiment.dataset} / {experiment.model} / forget {experiment.forget} / "
           f"seed {experiment.seed} / sparsity {experiment.sparsity:g} / device {device}"
           + (f" / {threads} thread(s), as the exported trial ran" if threads and args.threads is None else ""))
+    if args.relearn < 0:
+        raise UserError("--relearn takes a number of steps, 0 (off) or more")
     if args.retrain_free and method.reference == "retrain":
         raise UserError("--retrain-free cannot run the retrain method itself")
     cache = ArtifactCache(args.cache_dir)
@@ -113,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             result.metrics.update(judge(result.model))
             judged.append((method.name, result.metrics))
         print(format_retrain_free_table(judged))
+    if args.relearn:
+        relearn_rows(args.relearn, prepared, method, result, device)
     if args.out:
         config = {"experiment": experiment.as_dict(), "method": method.name, "params": method.params,
                   "versions": package_versions(), "command": "python -m study.run " + " ".join(sys.argv[1:] if argv is None else argv)}
@@ -124,6 +144,25 @@ def main(argv: list[str] | None = None) -> int:
         folder = write_run_folder(Path(args.out), result.model, prepared.splits, config, metrics, args.overwrite)
         print(f"\nwrote {folder}/ (metrics.json, model.pt, config.json, splits.npz)")
     return 0
+
+
+def relearn_rows(steps: int, prepared, method, result, device: str) -> None:
+    """The relearning test for the original, Retrain and the method (`study.evaluation.relearn`),
+    printed and kept in the method's metrics (`relearn_UA`, `relearn_steps`)."""
+    from study.evaluation.relearn import relearn_ua
+
+    models = [("original", prepared.original)]
+    if prepared.retrain is not None:
+        models.append(("retrain", prepared.retrain))
+    if method.reference is None:
+        models.append((method.name, result.model))
+    print(f"\nrelearning test: UA on half the forget set after {steps} fine-tuning steps on the other half (with "
+          "retain samples); below Retrain's: the forgotten data comes back faster than data never learned")
+    for name, model in models:
+        value = relearn_ua(model, prepared.data, prepared.splits, steps, prepared.config.seed, device)
+        print(f"  {name:>10}: {value:6.2f}")
+        if name == method.name or (method.reference and name == method.reference):
+            result.metrics.update(relearn_UA=value, relearn_steps=steps)
 
 
 run = cli_entry(main)

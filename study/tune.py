@@ -10,13 +10,18 @@ import sys
 import time
 from pathlib import Path
 
-from study.cli_common import add_experiment_arguments, experiment_overrides, resolve_device, set_threads
+from study.cli_common import (
+    add_experiment_arguments,
+    experiment_overrides,
+    resolve_device,
+    set_threads,
+)
 from study.core.errors import UserError, cli_entry
 from study.core.progress import set_quiet
 from study.engine.ray_cluster import ray_session
 from study.engine.spaces import SearchSpace, available_spaces, load_space
-from study.engine.study import StudyRequest, check_resumable, run_study
-from study.evaluation.names import OBJECTIVES
+from study.engine.study import StudyRequest, check_request, check_resumable, run_study
+from study.evaluation.names import OBJECTIVE_CHOICES, PARETO, PARETO_OBJECTIVES
 from study.experiment.config import resolve_experiment
 
 
@@ -40,12 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--average-seeds", type=int, nargs="+", default=None, metavar="SEED",
                         help="run every trial once per seed and report the mean (e.g. 0 1 2): tunes for "
                              "settings that hold across splits and initialisations, at one run per seed")
-    parser.add_argument("--objective", choices=sorted(OBJECTIVES), default="avg_disparity",
-                        help="what trials minimise: Avg. Disparity to Retrain (default), or the retrain-free score "
-                             "(held-out attacks + accuracy gaps; no Retrain model is built or read)")
+    parser.add_argument("--objective", choices=OBJECTIVE_CHOICES, default="avg_disparity",
+                        help="what trials minimise: Avg. Disparity to Retrain (default), the retrain-free score "
+                             "(held-out attacks + accuracy gaps; no Retrain model is built or read), or pareto: "
+                             "several gaps at once (--pareto-objectives), ending with the non-dominated trials")
+    parser.add_argument("--pareto-objectives", nargs="+", choices=tuple(PARETO_OBJECTIVES),
+                        default=list(PARETO_OBJECTIVES), metavar="NAME",
+                        help="a Pareto search's objectives (absolute gaps to Retrain), two or more of: forget (UA), "
+                             "utility (RA + TA), "
+                             "mia (MIA-Efficacy), time (time / Retrain) (default: all four)")
     parser.add_argument("--retrain-free-score", action="store_true",
                         help="also report the retrain-free score and held-out attacks (to compare the objectives)")
-    parser.add_argument("--scheduler", choices=("asha", "fifo"), default="asha", help="trial scheduler (default asha)")
+    parser.add_argument("--scheduler", choices=("asha", "fifo"), default=None,
+                        help="trial scheduler (default asha; fifo for a Pareto search, which ASHA cannot stop on)")
     parser.add_argument("--eval-every-epoch", action="store_true",
                         help="evaluate every epoch, for per-epoch curves (default: only the epochs the scheduler "
                              "reads, ASHA's rungs 1, 2, 4, 8, ..., and each trial's last epoch)")
@@ -116,7 +128,9 @@ def requests(args: argparse.Namespace) -> list[StudyRequest]:
         name=method_space.method if multi else name, cache_dir=args.cache_dir, num_samples=args.num_samples,
         max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         resume=args.resume, average_seeds=args.average_seeds, objective=args.objective,
-        retrain_free_score=args.retrain_free_score, scheduler=args.scheduler, eval_every_epoch=args.eval_every_epoch,
+        pareto=tuple(dict.fromkeys(args.pareto_objectives)), retrain_free_score=args.retrain_free_score,
+        scheduler=args.scheduler or ("fifo" if args.objective == PARETO else "asha"),
+        eval_every_epoch=args.eval_every_epoch,
         max_failures=args.max_failures, quiet=args.quiet, sampler_seed=args.seed if args.seed is not None else 0,
         command=" ".join(["python -m study.tune", *sys.argv[1:]])) for method_space in method_spaces]
 
@@ -130,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         resolve_device(args.device)
     studies = requests(args)
     for request in studies:
+        check_request(request)
         check_resumable(request)
     log = lambda message: print(message, flush=True)  # noqa: E731
     with ray_session(args.address) as ray_start_seconds:
@@ -161,12 +176,20 @@ def report(outcome, request: StudyRequest, args: argparse.Namespace) -> None:
     print(f"\n{outcome.method}: {outcome.trials} trials in {outcome.wall_seconds:.0f} s, {len(outcome.failures)} failed")
     for path, error in outcome.failures:
         print(f"  failed trial {path}: {error}")
-    if outcome.trial_table is not None and request.metric in outcome.trial_table:
+    if outcome.trial_table is not None and request.objective == PARETO and request.local:
+        from analysis.rank import format_front
+        from study.records.pareto import front, order_front
+
+        rows = order_front(front(outcome.trial_table, outcome.study_dir, request.metrics), request.metrics)
+        print(format_front(rows, request.metrics))
+    elif outcome.trial_table is not None and request.metric in outcome.trial_table:
         from analysis.rank import format_text, ranking
 
         print(format_text(ranking(outcome.trial_table, args.top, by=request.metric)))
     print(f"results: {outcome.study_dir}\n  tensorboard --logdir {outcome.study_dir}\n"
           f"  python -m study.export {outcome.study_dir} --top 1 --out best.yaml")
+    if request.optuna_storage and request.method_space.uses_optuna:
+        print(f"  optuna-dashboard {request.optuna_storage}")
 
 
 run = cli_entry(main)

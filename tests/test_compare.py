@@ -34,8 +34,13 @@ def test_every_method_gets_the_same_budget_and_a_row(compared):
     assert record["budget"] == 2 and "budget: 2 trials per method, the same for every method" in stdout
     assert {m: s["trials"] for m, s in record["levels"]["dense"]["studies"].items()} == {"ft": 2, "ga": 2}
     table = (root / "out" / "table.md").read_text()
-    for name in ("Retrain", "Original", "FT", "GA", "MIA-Efficacy over 5 subsets"):
+    for name in ("Retrain", "Original", "FT", "GA", "MIA-Efficacy over 5 subsets", "FT (defaults)", "GA (defaults)",
+                 "ToW", "ToW-MIA", "median", "MIA collapses", "relearn UA", "held-out TPR@1%FPR", "selection set"):
         assert name in table
+    assert "selection set" in record["selected_on"]
+    for method in ("ft", "ga"):  # every trial kept, the defaults trial marked
+        trials = pd.read_csv(root / "out" / "trials" / "dense" / f"{method}.csv")
+        assert len(trials) == 2 and trials["defaults"].sum() == 1
     for method in ("ft", "ga"):
         assert (root / "out" / "configs" / "dense" / f"{method}.yaml").is_file()
     assert (root / "out" / "disparity_vs_time_dense.png").stat().st_size > 1000
@@ -53,6 +58,7 @@ def test_no_study_saw_an_evaluation_seed(compared):
     assert not seen & set(record["eval_seeds"])
     runs = pd.read_csv(root / "out" / "runs.csv")
     assert set(runs["seed"]) == {1} and set(runs["method"]) == {"retrain", "original", "ft", "ga"}
+    assert runs["relearn_UA"].notna().all() and runs["heldout_tpr@1%"].notna().all()
 
 
 def test_running_it_again_computes_nothing_new(compared, cache_dir):

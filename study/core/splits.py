@@ -5,6 +5,13 @@ gives the same indices on every platform, so a run folder's indices can always b
 and checked. The validation set is carved from the training pool *before* any forgetting,
 so the original model never sees it and it can serve as DAU's "non-member" set; the test
 set is never touched by attacker or unlearning.
+
+The selection set (`select_size` images from the end of the training pool, never trained on
+and never given to a method) stands in for the test set while a study searches: a trial's TA
+and MIA-Efficacy non-members are read there, so the test numbers a table reports were never
+seen by the search that chose the configuration. With a fixed `train_size` and a pool larger
+than validation + training (the Fashion-MNIST proxy), carving it leaves the training set, and so
+the original, as it was without it; otherwise the training set gives up those images.
 """
 from __future__ import annotations
 
@@ -54,6 +61,7 @@ class Splits:
 
     For class-wise forgetting `test` holds only the remaining classes (TA is measured there)
     and `test_forget` holds the forgotten class's test samples; otherwise `test_forget` is empty.
+    `select` / `select_forget` split the selection set (train-pool indices) the same way.
     """
 
     retain: np.ndarray
@@ -61,6 +69,8 @@ class Splits:
     val: np.ndarray
     test: np.ndarray
     test_forget: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    select: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    select_forget: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def train(self) -> np.ndarray:
@@ -69,7 +79,8 @@ class Splits:
 
     def as_arrays(self) -> dict[str, np.ndarray]:
         return {"retain": self.retain, "forget": self.forget, "val": self.val,
-                "test": self.test, "test_forget": self.test_forget}
+                "test": self.test, "test_forget": self.test_forget, "select": self.select,
+                "select_forget": self.select_forget}
 
     def save(self, path) -> None:
         np.savez(path, **self.as_arrays())
@@ -78,15 +89,19 @@ class Splits:
     def load(cls, path) -> "Splits":
         try:
             with np.load(path) as arrays:
-                return cls(**{key: arrays[key].astype(np.int64) for key in
-                              ("retain", "forget", "val", "test", "test_forget")})
+                required = {key: arrays[key].astype(np.int64) for key in
+                            ("retain", "forget", "val", "test", "test_forget")}
+                optional = {key: arrays[key].astype(np.int64) for key in ("select", "select_forget")
+                            if key in arrays}  # split files written before the selection set existed
+                return cls(**required, **optional)
         except (OSError, KeyError, ValueError) as err:
             raise UserError(f"split file {path} is missing or corrupted: {err}") from err
 
 
 def make_splits(train_y: np.ndarray, test_y: np.ndarray, spec: ForgetSpec, seed: int,
-                val_size: int, train_size: int | None = None) -> Splits:
-    """Carve validation (and an optional fixed-size training subset) from the train pool, then the forget set."""
+                val_size: int, train_size: int | None = None, select_size: int = 0) -> Splits:
+    """Carve validation, the selection set (the pool's last `select_size`) and an optional
+    fixed-size training subset from the train pool, then the forget set."""
     train_y = np.asarray(train_y)
     test_y = np.asarray(test_y)
     num_classes = int(max(train_y.max(), test_y.max())) + 1
@@ -96,13 +111,17 @@ def make_splits(train_y: np.ndarray, test_y: np.ndarray, spec: ForgetSpec, seed:
         raise UserError(f"validation size {val_size} must be between 1 and {len(train_y) - 1}")
     # The pool split depends on the seed only, not on the forget spec, so random and
     # class-wise runs with the same seed share one original model.
+    if select_size < 0 or val_size + select_size >= len(train_y):
+        raise UserError(f"selection size {select_size} must be 0 or more and leave training samples beside "
+                        f"a validation set of {val_size} (the pool has {len(train_y)})")
     pool = np.random.Generator(np.random.PCG64(seed)).permutation(len(train_y))
     val = np.sort(pool[:val_size])
-    train = pool[val_size:]
+    train = pool[val_size:len(pool) - select_size]
+    select = np.sort(pool[len(pool) - select_size:]) if select_size else np.zeros(0, dtype=np.int64)
     if train_size is not None:
         if train_size > len(train):
             raise UserError(f"training subset of {train_size} asked for, but only {len(train)} samples remain "
-                            f"after a validation set of {val_size}")
+                            f"after a validation set of {val_size} and a selection set of {select_size}")
         train = train[:train_size]
     train = np.sort(train)
     forget_rng = np.random.Generator(np.random.PCG64([seed, 1]))
@@ -114,6 +133,7 @@ def make_splits(train_y: np.ndarray, test_y: np.ndarray, spec: ForgetSpec, seed:
         forget = np.sort(forget_rng.choice(train, size=count, replace=False))
         test = np.arange(len(test_y))
         test_forget = np.zeros(0, dtype=np.int64)
+        select_forget = np.zeros(0, dtype=np.int64)
     else:
         forget_class = int(spec.value)
         forget = train[train_y[train] == forget_class]
@@ -121,6 +141,8 @@ def make_splits(train_y: np.ndarray, test_y: np.ndarray, spec: ForgetSpec, seed:
             raise UserError(f"forget spec {spec}: no training sample of class {forget_class}")
         test = np.flatnonzero(test_y != forget_class)
         test_forget = np.flatnonzero(test_y == forget_class)
+        select, select_forget = select[train_y[select] != forget_class], select[train_y[select] == forget_class]
     retain = np.setdiff1d(train, forget, assume_unique=True)
     return Splits(retain=retain.astype(np.int64), forget=forget.astype(np.int64), val=val.astype(np.int64),
-                  test=test.astype(np.int64), test_forget=test_forget.astype(np.int64))
+                  test=test.astype(np.int64), test_forget=test_forget.astype(np.int64),
+                  select=select.astype(np.int64), select_forget=select_forget.astype(np.int64))

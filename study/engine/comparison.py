@@ -20,26 +20,35 @@ from __future__ import annotations
 
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from study.core.cache import ArtifactCache
 from study.core.errors import TrainingDiverged, UserError
 from study.core.progress import Log
+from study.core.staging import write_file_atomically
 from study.engine.ray_cluster import ray_session
-from study.engine.seed_runs import rows_per_seed
+from study.engine.seed_runs import RowProbes, rows_per_seed
 from study.engine.spaces import MethodSpace, SearchSpace, load_space
-from study.engine.study import StudyRequest, run_study
+from study.engine.study import StudyRequest, run_study, selection_note
+from study.evaluation.names import PARETO, PARETO_OBJECTIVES
 from study.experiment.config import ExperimentConfig, resolve_experiment
 from study.methods import method_class
-from study.records.comparison import REFERENCE_ROWS, chosen_config_path, level_name, recorded_study, write_comparison
+from study.records.comparison import (
+    REFERENCE_ROWS,
+    chosen_config_path,
+    level_name,
+    recorded_study,
+    write_comparison,
+)
 from study.records.method_config import write_config
 from study.records.run_log import RunLog
 from study.records.study_record import find_study_dir, read_study_record
 from study.records.trials import best_configs
 
 MIA_SUBSETS = 5  # member subsets MIA-Efficacy is recomputed on, to show how much it depends on one draw
+RELEARN_STEPS = 20  # the relearning test's steps on every evaluation row
 
 
 @dataclass
@@ -52,8 +61,12 @@ class ComparisonRequest:
     budget: int = 16
     tune_seeds: list[int] = field(default_factory=lambda: [0])
     eval_seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
-    objective: str = "avg_disparity"
+    objective: str = "avg_disparity"  # a key of OBJECTIVES, or PARETO
+    pareto: tuple[str, ...] = tuple(PARETO_OBJECTIVES)  # a Pareto search's objectives
+    pick: str = "balanced"  # the point of each Pareto front evaluated (study.records.pareto)
     spaces: dict[str, str] = field(default_factory=dict)  # method -> space name or path, replacing its default
+    relearn_steps: int = RELEARN_STEPS  # the relearning test on every evaluation row (0: off)
+    heldout: bool = True  # the held-out attacks on every evaluation row
     cpus_per_trial: float | None = None
     max_concurrent: int | None = None
     studies_only: bool = False
@@ -70,8 +83,11 @@ class ComparisonRequest:
 
     def header(self) -> dict:
         """What compare.json records of the comparison as a whole (a rerun must match it)."""
+        objective = (self.objective if self.objective != PARETO
+                     else f"pareto ({' '.join(self.pareto)}; pick {self.pick})")
         return {"command": self.command, "experiment": self.experiment.as_dict(), "budget": self.budget,
-                "objective": self.objective, "tune_seeds": self.tune_seeds, "eval_seeds": self.eval_seeds}
+                "objective": objective, "tune_seeds": self.tune_seeds, "eval_seeds": self.eval_seeds,
+                "selected_on": selection_note(self.experiment.as_dict()), "relearn_steps": self.relearn_steps}
 
 
 def method_space(method: str, request: ComparisonRequest) -> tuple[SearchSpace, MethodSpace]:
@@ -108,7 +124,8 @@ def tune_method(method: str, request: ComparisonRequest, previous: dict, log: Lo
         storage=str(root.resolve()), name=method, cache_dir=request.cache_dir, num_samples=request.budget,
         max_concurrent=request.max_concurrent, cpus_per_trial=request.cpus_per_trial or 1.0,
         resume=existing is not None, average_seeds=list(seeds) if len(seeds) > 1 else None,
-        objective=request.objective, quiet=request.quiet, sampler_seed=seeds[0],
+        objective=request.objective, pareto=request.pareto, scheduler="fifo" if request.objective == PARETO else "asha",
+        quiet=request.quiet, sampler_seed=seeds[0],
         command=f"{request.command}  (study of {method})")
     log(f"{method}: study of {request.budget} trials on seed(s) {' '.join(map(str, seeds))} ...")
     root.mkdir(parents=True, exist_ok=True)
@@ -138,7 +155,7 @@ def chosen_configs(studies: dict[str, dict], request: ComparisonRequest) -> dict
         if "config" in record:  # reused through its configuration: nothing to export again
             config = record["config"]
         else:
-            config = best_configs(record["dir"])[0]
+            config = best_configs(record["dir"], pick=request.pick)[0]
             config["source"]["study"] = record["dir"]  # as recorded, not this machine's absolute path
             write_config(config, chosen_config_path(request.out, request.level, method))
         configs[method] = config
@@ -164,27 +181,54 @@ def run_comparison(request: ComparisonRequest, previous: dict, log: Log) -> dict
             studies[method] = tune_method(method, request, previous, log, ray_needed)
     failed = {m: r.get("reason", "failed") for m, r in studies.items() if r.get("status") != "finished"}
     configs = chosen_configs(studies, request)
+    defaults = {method: method_space(method, request)[1].defaults(request.scheme) for method in request.methods}
+    keep_trial_tables(studies, defaults, request)
     seeds_seen = {method: {"seed": (record.get("experiment") or {}).get("seed"),
                            "average_seeds": record.get("average_seeds"), "trials": record.get("num_trials"),
                            "status": record.get("status"), "dir": record.get("dir")}
                   for method, record in studies.items()}
     levels = {**previous.get("levels", {}), request.level: {
         "sparsity": request.experiment.sparsity, "methods": list(request.methods), "studies": seeds_seen,
-        "failed": failed, "configs": {method: config["params"] for method, config in configs.items()}}}
+        "failed": failed, "configs": {method: config["params"] for method, config in configs.items()},
+        "defaults": defaults}}
     record = {**request.header(), "levels": levels}
     write_comparison(request.out, record)
     if not request.studies_only:
-        evaluate_configs(request, {m: c["params"] for m, c in configs.items()}, log)
+        evaluate_configs(request, {m: c["params"] for m, c in configs.items()}, defaults, log)
     return record
 
 
-def evaluate_configs(request: ComparisonRequest, configs: dict[str, dict], log: Log) -> None:
-    """The reference rows and each chosen configuration on every evaluation seed (kept in runs.csv);
-    a seed's data and models are prepared only when one of its rows is missing."""
+def keep_trial_tables(studies: dict[str, dict], defaults: dict[str, dict], request: ComparisonRequest) -> None:
+    """Each study's trials (params, metrics, status; a small CSV per method in `trials/<level>/`, best
+    first, the defaults trial marked), so a kept comparison shows how close the top trials were and
+    where the defaults landed after the studies' bulky folders are gone. A kept table stays as it is."""
+    from study.records.trials import load_study, trial_table_columns
+
+    folder = request.out / "trials" / request.level
+    for method, record in studies.items():
+        path = folder / f"{method}.csv"
+        if path.exists() or record.get("status") != "finished" or not Path(str(record.get("dir"))).is_dir():
+            continue
+        trials = load_study(record["dir"])
+        table = trials[trial_table_columns(trials)].copy()
+        table.insert(1, "defaults", [all(row.get(f"params.{k}") == v for k, v in defaults[method].items())
+                                     for row in table.to_dict("records")])
+        sort_by = "avg_disparity" if "avg_disparity" in table else table.columns[0]
+        folder.mkdir(parents=True, exist_ok=True)
+        write_file_atomically(path, table.sort_values([sort_by, "trial_id"]).to_csv(index=False))
+
+
+def evaluate_configs(request: ComparisonRequest, configs: dict[str, dict], defaults: dict[str, dict],
+                     log: Log) -> None:
+    """The reference rows, each method at its documented defaults and at its chosen configuration
+    on every evaluation seed (kept in runs.csv; a configuration equal to the defaults runs once);
+    a seed's data, models and held-out attackers are prepared only when one of its rows is missing."""
+    from study.evaluation.heldout import RetrainFreeJudge
     from study.experiment.prepare import prepare
 
     cache = ArtifactCache(request.cache_dir)
     prepared_by_seed: dict = {}
+    judges: dict = {}
 
     def prepared_for(seed: int):
         if seed not in prepared_by_seed:
@@ -192,7 +236,17 @@ def evaluate_configs(request: ComparisonRequest, configs: dict[str, dict], log: 
             prepared_by_seed[seed] = prepare(config, cache, log=log)
         return prepared_by_seed[seed]
 
+    def judge_for(seed: int):
+        if seed not in judges:
+            judges[seed] = RetrainFreeJudge(prepared_for(seed), cache)
+        return judges[seed]
+
     run_log = RunLog(request.out / "runs.csv")
-    for method, params in {**{name: {} for name in REFERENCE_ROWS}, **configs}.items():
+    probes = RowProbes(MIA_SUBSETS, request.relearn_steps, request.heldout)
+    # the defaults rows skip MIA-Efficacy's 5-subset diagnostic (5 more SVMs, about a minute a row on the proxy)
+    runs = [*((name, {}, probes) for name in REFERENCE_ROWS), *((m, p, probes) for m, p in configs.items()),
+            *((method, params, replace(probes, mia_subsets=0)) for method, params in defaults.items()
+              if method in configs)]
+    for method, params, row_probes in runs:
         rows_per_seed(method, params, request.eval_seeds, request.preset, request.experiment.forget,
-                      request.experiment.sparsity, prepared_for, run_log, log, MIA_SUBSETS)
+                      request.experiment.sparsity, prepared_for, run_log, log, row_probes, judge_for)

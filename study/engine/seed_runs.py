@@ -8,6 +8,7 @@ rows like any other (their cached models, Retrain's training time as its run tim
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -15,29 +16,52 @@ import torch
 from study.core.progress import Log
 from study.engine.runner import run_method
 from study.evaluation.evaluate import mia_efficacy_spread
+from study.evaluation.relearn import relearn_ua
 from study.experiment.prepare import Prepared
 from study.methods import build_method
 from study.records.run_log import RunLog, run_key
 
 
-def evaluation_row(prepared: Prepared, method: str, params: dict, key: dict, mia_subsets: int = 0,
-                   log: Log = lambda message: None) -> dict:
-    """One run of `method` at `params` on `prepared`: its metrics, run time and shared artifacts'
-    seconds, Retrain's time and both thread counts (time/Retrain compares like with like only
-    when they agree), and MIA-Efficacy's spread over `mia_subsets` member subsets when asked."""
+@dataclass(frozen=True)
+class RowProbes:
+    """What an evaluation row measures beyond the metrics: MIA-Efficacy over `mia_subsets` member
+    subsets, the relearning test after `relearn_steps` steps, the held-out attacks (`heldout`)."""
+
+    mia_subsets: int = 0
+    relearn_steps: int = 0
+    heldout: bool = False
+
+
+def evaluation_row(prepared: Prepared, method: str, params: dict, key: dict, probes: RowProbes = RowProbes(),
+                   log: Log = lambda message: None, judge: Callable | None = None) -> dict:
+    """One run of `method` at `params` on `prepared`: its metrics (test view), run time and shared
+    artifacts' seconds, Retrain's time and both thread counts (time/Retrain compares like with like
+    only when they agree), and the probes asked for: MIA-Efficacy's spread over member subsets, the
+    relearning test (`relearn_UA`), and the held-out attacks of `judge` (a `RetrainFreeJudge`:
+    attackers that never took part in any method's training; `heldout_tpr@1%` is the stronger one's
+    TPR at 1% FPR)."""
     result = run_method(prepared, build_method(method, params), log=log)
     row = {**key, **result.metrics, "run_seconds": result.run_seconds, **result.artifact_seconds,
            "retrain_seconds": prepared.retrain_seconds, "threads": torch.get_num_threads(),
            "retrain_threads": prepared.retrain_threads}
-    if mia_subsets:
+    if probes.mia_subsets:
         row["mia_subsets_mean"], row["mia_subsets_std"] = mia_efficacy_spread(
-            result.model, prepared.data, prepared.splits, key["seed"], mia_subsets, prepared.device)
+            result.model, prepared.data, prepared.splits, key["seed"], probes.mia_subsets, prepared.device)
+    if probes.relearn_steps:
+        row["relearn_UA"] = relearn_ua(result.model, prepared.data, prepared.splits, probes.relearn_steps,
+                                       key["seed"], prepared.device)
+        row["relearn_steps"] = probes.relearn_steps
+    if judge is not None:
+        attacks = judge(result.model)
+        row.update({k: v for k, v in attacks.items() if k.startswith("heldout/")})
+        tprs = [v for k, v in attacks.items() if k.startswith("heldout/") and k.endswith("tpr@0.01")]
+        row["heldout_tpr@1%"] = 100.0 * max(tprs)
     return row
 
 
 def rows_per_seed(method: str, params: dict, seeds: list[int], preset: str, forget: str, sparsity: float,
                   prepared_for: Callable[[int], Prepared], run_log: RunLog, log: Log = print,
-                  mia_subsets: int = 0) -> list[dict]:
+                  probes: RowProbes = RowProbes(), judge_for: Callable[[int], Callable] | None = None) -> list[dict]:
     """One row per seed for `method` at `params`, from the run log or run now (and added to it)."""
     rows = []
     for seed in seeds:
@@ -46,7 +70,8 @@ def rows_per_seed(method: str, params: dict, seeds: list[int], preset: str, forg
         if row is not None:
             log(f"  {method} on seed {seed}: kept from {run_log.path}")
         else:
-            row = evaluation_row(prepared_for(seed), method, params, key, mia_subsets)
+            judge = judge_for(seed) if probes.heldout and judge_for is not None else None
+            row = evaluation_row(prepared_for(seed), method, params, key, probes, judge=judge)
             run_log.add(row)
             log(f"  {method} on seed {seed}: Avg. Disparity {row['avg_disparity']:.2f}, {row['run_seconds']:.1f} s")
         rows.append(row)

@@ -56,6 +56,41 @@ class MethodSpace:
             target[key] = tune.grid_search(list(values))
         return params, experiment
 
+    def defaults(self, scheme: str) -> dict[str, Any]:
+        """The method's documented defaults for the searched hyperparameters, beside the fixed ones:
+        the configuration every study runs first (so a tuned result is never worse than the defaults
+        on the tuning seed). A default that the search cannot give is refused, naming the key."""
+        documented = method_class(self.method).documented_defaults(scheme)
+        point = dict(self.fixed)
+        for name, spec in self.search.items():
+            if name.startswith("experiment."):
+                continue
+            value = documented.get(name)
+            kind, args = next(iter(spec.items()))
+            inside = (value in args if kind == "choice" else
+                      value is not None and not isinstance(value, bool) and args[0] <= value <= args[1]
+                      and (kind != "int_uniform" or int(value) == value))
+            if not inside:
+                raise UserError(f"{self.method}: its documented default {name}={value!r} is not in search.{name} "
+                                f"{spec}; every study runs the defaults first, so the space must contain them")
+            point[name] = value
+        return point
+
+    def defaults_point(self, experiment: dict, scheme: str) -> dict[str, Any]:
+        """`defaults` as OptunaSearch's `points_to_evaluate` entry: the searched keys only, flattened as
+        Ray flattens the Trainable's config (`params/lr`, `experiment/sparsity`); a searched experiment
+        key takes the experiment's value when the search can give it, else its first choice."""
+        defaults = self.defaults(scheme)
+        point = {}
+        for name, spec in self.search.items():
+            if name.startswith("experiment."):
+                key = name.split(".", 1)[1]
+                choices = next(iter(spec.values()))
+                point[f"experiment/{key}"] = experiment.get(key) if experiment.get(key) in choices else choices[0]
+            else:
+                point[f"params/{name}"] = defaults[name]
+        return point
+
     def values_of(self, experiment_key: str) -> list | None:
         """Every value an experiment field can take in this space (to pre-build artifacts)."""
         name = f"experiment.{experiment_key}"

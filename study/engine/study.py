@@ -27,9 +27,10 @@ from study.core.cache import ArtifactCache
 from study.core.errors import UserError
 from study.core.progress import Log
 from study.engine.spaces import MethodSpace, SearchSpace
-from study.evaluation.names import METRIC_NAMES, OBJECTIVES
+from study.evaluation.names import METRIC_NAMES, OBJECTIVES, PARETO, PARETO_OBJECTIVES
 from study.experiment.config import ExperimentConfig
 from study.methods import method_class
+from study.records.pareto import OPTUNA_FILE, OPTUNA_STUDY
 from study.records.study_record import read_study_record, write_study_record
 
 ASHA_MAX_EPOCHS, ASHA_GRACE_EPOCHS, ASHA_REDUCTION = 200, 1, 2
@@ -52,7 +53,8 @@ class StudyRequest:
     gpus_per_trial: float = 0.0
     resume: bool = False
     average_seeds: list[int] | None = None
-    objective: str = "avg_disparity"  # a key of OBJECTIVES
+    objective: str = "avg_disparity"  # a key of OBJECTIVES, or PARETO
+    pareto: tuple[str, ...] = tuple(PARETO_OBJECTIVES)  # the objectives of a Pareto search (keys of PARETO_OBJECTIVES)
     retrain_free_score: bool = False
     scheduler: str = "asha"
     eval_every_epoch: bool = False
@@ -63,7 +65,21 @@ class StudyRequest:
 
     @property
     def metric(self) -> str:
-        return OBJECTIVES[self.objective]
+        """The result key ranked and stopped on: the objective, or Avg. Disparity for a Pareto search
+        (which every trial reports and the progress table sorts by)."""
+        return OBJECTIVES.get(self.objective, "avg_disparity")
+
+    @property
+    def metrics(self) -> list[str]:
+        """The result keys the sampler minimises: one, or a Pareto search's several."""
+        if self.objective == PARETO:
+            return [PARETO_OBJECTIVES[name] for name in self.pareto]
+        return [self.metric]
+
+    @property
+    def optuna_storage(self) -> str | None:
+        """The SQLite file the Optuna study lives in (`optuna-dashboard <this>` opens it); local studies only."""
+        return f"sqlite:///{(self.study_dir / OPTUNA_FILE).resolve()}" if self.local else None
 
     @property
     def local(self) -> bool:
@@ -198,7 +214,6 @@ def build_tuner(request: StudyRequest, threads: int):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
     if request.resume:
         return tune.Tuner.restore(str(request.study_dir), trainable=resourced_trainable(request),
@@ -206,28 +221,27 @@ def build_tuner(request: StudyRequest, threads: int):
     space, method_space = request.space, request.method_space
     max_concurrent = request.max_concurrent or space.max_concurrent
     search_alg = None
+    pareto = request.objective == PARETO
     if method_space.uses_optuna:
-        import optuna
-
-        sampler = optuna.samplers.TPESampler(seed=request.sampler_seed)
-        search_alg = ConcurrencyLimiter(OptunaSearch(sampler=sampler), max_concurrent=max_concurrent)
+        search_alg = ConcurrencyLimiter(optuna_search(request), max_concurrent=max_concurrent)
     # time_attr "epoch": a step may run several epochs (the Trainable evaluates only at the rungs)
     scheduler = (ASHAScheduler(time_attr="epoch", max_t=ASHA_MAX_EPOCHS, grace_period=ASHA_GRACE_EPOCHS,
                                reduction_factor=ASHA_REDUCTION)
                  if request.scheduler == "asha" else FIFOScheduler())
     reporter = None
     if not request.quiet:
-        columns = {request.metric: "objective", "UA": "UA", "MIA-Efficacy": "MIA", "RA": "RA", "TA": "TA",
-                   "epoch": "epochs"}
+        columns = {**{metric: metric for metric in request.metrics}, request.metric: "Avg. Disparity" if pareto
+                   else "objective", "UA": "UA", "MIA-Efficacy": "MIA", "RA": "RA", "TA": "TA", "epoch": "epochs"}
         reporter = tune.CLIReporter(metric_columns=columns,
                                     parameter_columns={f"params/{k}": k for k in method_space.search},
-                                    max_report_frequency=REPORT_EVERY_S, sort_by_metric=True)
+                                    max_report_frequency=REPORT_EVERY_S, sort_by_metric=not pareto)
     run_config = tune.RunConfig(
         name=request.name, storage_path=request.storage, verbose=0 if request.quiet else 1,
         progress_reporter=reporter,
         checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=1, checkpoint_at_end=True),
         failure_config=tune.FailureConfig(max_failures=request.max_failures))
-    tune_config = tune.TuneConfig(metric=request.metric, mode="min", search_alg=search_alg, scheduler=scheduler,
+    tune_config = tune.TuneConfig(metric=None if pareto else request.metric, mode=None if pareto else "min",
+                                  search_alg=search_alg, scheduler=scheduler,
                                   num_samples=request.num_samples or space.num_samples,
                                   max_concurrent_trials=max_concurrent, trial_dirname_creator=trial_dirname,
                                   reuse_actors=True)  # the Trainable's reset_config sets each trial up afresh
@@ -235,10 +249,57 @@ def build_tuner(request: StudyRequest, threads: int):
                       tune_config=tune_config, run_config=run_config)
 
 
+def optuna_search(request: StudyRequest):
+    """Optuna's TPE sampler (multi-objective for a Pareto search) behind Ray Tune, its study kept in
+    `optuna.db` in the study folder, with the method's documented defaults as the first trial
+    (`points_to_evaluate`)."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the study's own progress table speaks for it
+    storage = None
+    if request.optuna_storage is not None:
+        if not request.resume:  # a fresh study: a file left by an earlier one of this name would mix in its trials
+            (request.study_dir / OPTUNA_FILE).unlink(missing_ok=True)
+        request.study_dir.mkdir(parents=True, exist_ok=True)
+        storage = optuna.storages.RDBStorage(request.optuna_storage)
+    scheme = request.experiment["forget"].split(":")[0]
+    defaults = request.method_space.defaults_point(request.experiment, scheme)
+    return OptunaSearch(metric=request.metrics if request.objective == PARETO else request.metric,
+                        mode=["min"] * len(request.metrics) if request.objective == PARETO else "min",
+                        sampler=optuna.samplers.TPESampler(seed=request.sampler_seed),
+                        points_to_evaluate=[defaults] if defaults else None,
+                        study_name=OPTUNA_STUDY, storage=storage)
+
+
+def check_request(request: StudyRequest) -> None:
+    """What can be refused before any artifact is built or Ray starts, in one line each."""
+    if request.objective == PARETO:
+        if request.scheduler == "asha":
+            raise UserError("a Pareto search needs --scheduler fifo: ASHA stops trials on one metric, and a Pareto "
+                            "search has several")
+        unknown = [name for name in request.pareto if name not in PARETO_OBJECTIVES]
+        if unknown or len(request.pareto) < 2:
+            raise UserError(f"a Pareto search takes two or more of {', '.join(PARETO_OBJECTIVES)}; got "
+                            f"{' '.join(request.pareto) or 'none'}")
+        if not request.method_space.uses_optuna:
+            raise UserError(f"space {request.space.name} runs a grid for {request.method_space.method}; a Pareto "
+                            "search needs Optuna's sampler (a space with `search` and no `grid`)")
+    if request.method_space.uses_optuna:
+        request.method_space.defaults(request.experiment["forget"].split(":")[0])  # the defaults trial must fit
+
+
 def check_resumable(request: StudyRequest) -> None:
     """A study asked to resume must have started (its study.json exists); said before Ray starts."""
     if request.resume and request.local and read_study_record(request.study_dir) is None:
         raise UserError(f"no study to resume at {request.study_dir}")
+
+
+def selection_note(experiment: dict) -> str:
+    """Which held-out images a study's objective reads (its study.json and every table say it)."""
+    size = int(experiment.get("select_size") or 0)
+    return (f"selection set ({size} held-out training-pool images; the test set is never read)" if size
+            else "test set (this experiment keeps no selection set: select_size 0)")
 
 
 def run_study(request: StudyRequest, log: Log, ray_start_seconds: float = 0.0) -> StudyOutcome:
@@ -249,6 +310,7 @@ def run_study(request: StudyRequest, log: Log, ray_start_seconds: float = 0.0) -
     method = request.method_space.method
     if request.objective == "retrain_free" and method_class(method).reference == "retrain":
         raise UserError("the retrain-free objective cannot tune the retrain method itself")
+    check_request(request)
     check_resumable(request)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # keep the experiment state fresh for resuming
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -257,8 +319,11 @@ def run_study(request: StudyRequest, log: Log, ray_start_seconds: float = 0.0) -
     prebuild_seconds = time.perf_counter() - began
     tuner = build_tuner(request, threads=max(1, int(request.cpus_per_trial)))
     record = {"space": request.space.name, "space_file": str(request.space.path), "method": method,
-              "experiment": request.experiment, "objective": request.metric, "average_seeds": request.average_seeds,
-              "command": request.command, "status": "running"}
+              "experiment": request.experiment, "objective": PARETO if request.objective == PARETO else request.metric,
+              "objectives": request.metrics, "selected_on": selection_note(request.experiment),
+              "defaults_first": request.method_space.uses_optuna,
+              "optuna_storage": request.optuna_storage if request.method_space.uses_optuna else None,
+              "average_seeds": request.average_seeds, "command": request.command, "status": "running"}
     if request.local:
         request.study_dir.mkdir(parents=True, exist_ok=True)
         if not request.resume:

@@ -3,7 +3,8 @@
 Class API so a trial can checkpoint between steps and resume where it stopped. `setup`
 reads the cached original and Retrain models (never retrains them per trial), `step` runs the
 method's epochs up to the next one the scheduler reads (DAU loads its pre-trained attacker, built
-by the driver, in `setup`) and reports `avg_disparity` (the objective), UA, RA, TA, MIA-Efficacy,
+by the driver, in `setup`) and reports `avg_disparity` (the objective), ToW, ToW-MIA, the gaps to
+Retrain (`gap/*`), UA, RA, TA, MIA-Efficacy,
 the metric-based MIAs, the attacker's own accuracy, the unlearning run time so far and the losses.
 
 Which epochs are evaluated: an evaluation is not cheap at the proxy's scale (20,000 predictions
@@ -13,6 +14,11 @@ are ever read. study.tune passes `eval_milestones`:
 ASHA's rungs (epochs 1, 2, 4, 8, …; ASHA ignores results between them) under ASHA, none under
 FIFO; the method's last epoch is always evaluated. `--eval-every-epoch` passes none of this,
 for per-epoch curves.
+
+Where the experiment keeps a selection set (`select_size`, on in every preset) a trial is scored
+on it: TA and MIA-Efficacy's non-members (the trial's and Retrain's alike) come from those
+held-out training-pool images, never from the test set, so the reported test numbers are not
+seen by the search (study.evaluation.evaluate's views).
 
 With `objective: retrain_free` the trial never builds or reads a Retrain model: it reports the
 held-out attacks and `retrain_free_score` (study/evaluation/heldout.py) instead of Avg. Disparity. With
@@ -57,7 +63,12 @@ from study.experiment.config import ExperimentConfig
 from study.experiment.prepare import Prepared, prepare
 from study.methods import build_method
 from study.methods.base import UnlearningMethod
-from study.records.checkpoint import SeedState, TrialState, read_trial_state, write_trial_state
+from study.records.checkpoint import (
+    SeedState,
+    TrialState,
+    read_trial_state,
+    write_trial_state,
+)
 
 FRESH_PROCESS_RNG = torch.get_rng_state()  # taken at import, before anything in this process draws
 
@@ -157,8 +168,9 @@ class UnlearningTrainable(tune.Trainable):
 
     def _step_seed(self, run: SeedRun, until: int) -> dict:
         logs: dict = {}
+        view = run.prepared.selection_view  # never the test set when the split keeps a selection set
         if run.method.reference == "retrain":  # the cached gold standard
-            metrics = dict(run.prepared.retrain_metrics)
+            metrics = dict(run.prepared.reference_metrics(view))
             run.run_seconds = float(run.prepared.retrain_seconds)
         else:
             for epoch in range(self.epochs_done, min(until, run.method.num_epochs)):
@@ -168,7 +180,7 @@ class UnlearningTrainable(tune.Trainable):
                 self.epoch_seconds += logs["seconds"]
             model = run.prepared.original if run.method.reference == "original" else run.method.model
             began = time.perf_counter()
-            metrics = run.prepared.evaluate(model)
+            metrics = run.prepared.evaluate(model, view)
             # The judge too whenever the objective is evaluated: ASHA may stop a trial at any rung, and
             # a trial without the score would drop out of the comparison of objectives (analysis.selection).
             if run.judge is not None:
@@ -184,7 +196,7 @@ class UnlearningTrainable(tune.Trainable):
             if artifacts:
                 result["time_ratio_to_retrain_with_artifacts"] = time_ratio(run.run_seconds, retrain_seconds,
                                                                             sum(artifacts.values()))
-        for name, value in (run.prepared.retrain_metrics or {}).items():
+        for name, value in (run.prepared.reference_metrics(view) or {}).items():
             result[f"retrain/{name}"] = value
         if self.device == "cuda":  # what a fractional GPU share must hold (bench/gpu_check.sh reads it)
             result["gpu_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20

@@ -9,8 +9,9 @@ them to tell forget samples from validation samples the model never trained on:
   validation set (non-members), scored on the other halves.
 - **RMIA, offline** (Zarifzadeh et al. 2024): `references` small models trained on the first
   validation half only (public data; no forget sample, no Retrain); the score of x is the
-  share of population samples z (test) with [p(y|x)/p_ref(x)] / [p(y|z)/p_ref(z)] > 1, where
-  p_ref is the offline approximation ½((1 + a)·mean_ref + (1 − a)), a = 0.3.
+  share of population samples z with [p(y|x)/p_ref(x)] / [p(y|z)/p_ref(z)] > 1, where
+  p_ref is the offline approximation ½((1 + a)·mean_ref + (1 − a)), a = 0.3. The population is
+  drawn from the selection set where the split keeps one (so no objective reads the test set).
 
 For class-wise forgetting the non-members are the validation samples *of the forgotten class*:
 a model that never learned the class treats its forget and validation samples alike.
@@ -39,7 +40,7 @@ from study.experiment.prepare import Prepared
 from study.methods.dau.attacker import SelfAttentionAttacker, attack_inputs
 
 RMIA_OFFLINE_A = 0.3  # RMIA's offline scaling of the reference-model probability (their default)
-RMIA_POPULATION = 1000  # population samples z drawn from the test set
+RMIA_POPULATION = 1000  # population samples z (selection set, else test set)
 ATTACKER_STEPS = 300  # Adam steps for the fresh SAMIA attacker (converges on the proxy's 500 vs 1000)
 ATTACKER_PASSES = 40  # ...but no more than this many passes over a small fit set (digits: 63 samples)
 ATTACKER_BATCH = 64
@@ -162,13 +163,20 @@ class RetrainFreeJudge:
         data, device = prepared.data, prepared.device
         self.references = reference_models(prepared, self.split, cache, references) if references else []
         rng = np.random.Generator(np.random.PCG64([prepared.config.seed, 13]))
-        test = prepared.splits.test
-        self.population = np.sort(rng.choice(test, size=min(RMIA_POPULATION, len(test)), replace=False))
+        # RMIA's population: the selection set where the split keeps one (a study's objective then
+        # never reads the test set), else the test set
+        splits = prepared.splits
+        if len(splits.select):
+            self.population_x, self.population_y, pool = data.train_x, data.train_y, splits.select
+        else:
+            self.population_x, self.population_y, pool = data.test_x, data.test_y, splits.test
+        self.population = np.sort(rng.choice(pool, size=min(RMIA_POPULATION, len(pool)), replace=False))
         eval_sets = {"forget": self.split.forget_eval, "nonmember": self.split.nonmember_eval}
         self._ref_probs = {name: np.stack([_true_prob(r, data.train_x[idx], data.train_y[idx], device)
                                            for r in self.references]) if self.references else None
                            for name, idx in eval_sets.items()}
-        self._ref_pop = (np.stack([_true_prob(r, data.test_x[self.population], data.test_y[self.population], device)
+        self._ref_pop = (np.stack([_true_prob(r, self.population_x[self.population], self.population_y[self.population],
+                                             device)
                                    for r in self.references]) if self.references else None)
         self.original_accuracy = self._accuracies(prepared.original)
 
@@ -191,7 +199,8 @@ class RetrainFreeJudge:
         if self.references:
             target = {name: _true_prob(model, data.train_x[idx], data.train_y[idx], device)
                       for name, idx in (("forget", self.split.forget_eval), ("nonmember", self.split.nonmember_eval))}
-            target_pop = _true_prob(model, data.test_x[self.population], data.test_y[self.population], device)
+            target_pop = _true_prob(model, self.population_x[self.population], self.population_y[self.population],
+                                    device)
             scores = {name: rmia_scores(target[name], self._ref_probs[name], target_pop, self._ref_pop)
                       for name in target}
             for key, value in roc_summary(scores["forget"], scores["nonmember"], fprs=(0.01,)).items():

@@ -15,10 +15,21 @@ TABLE_COLUMNS = (*HEADLINE, "run_seconds")  # Table 1's columns (mean ± std ove
 # --objective -> the result key a study minimises
 OBJECTIVES = {"avg_disparity": "avg_disparity", "retrain_free": "retrain_free_score"}
 OBJECTIVE_COLUMNS = tuple(OBJECTIVES.values())
+PARETO = "pareto"  # --objective pareto: minimise several gaps at once (`PARETO_OBJECTIVES`, or a subset)
+# a Pareto search's objectives -> the result keys it minimises (all lower-is-better)
+PARETO_OBJECTIVES = {"forget": "gap/UA", "utility": "gap/utility", "mia": "gap/MIA-Efficacy",
+                     "time": "time_ratio_to_retrain"}
+OBJECTIVE_CHOICES = (*OBJECTIVES, PARETO)
+# ToW and ToW-MIA (RUM): products of the accuracy gaps to Retrain, 1 at Retrain, higher is better
+TOW = ("tow", "tow_mia")
+GAPS = tuple(f"gap/{name}" for name in METRIC_NAMES)
 
 LABELS = {"avg_disparity": "Avg. Disparity", "run_seconds": "run time (s)", "time_ratio": "time / Retrain",
           "time_ratio_with_shared": "time / Retrain with shared pre-training",
-          "retrain_free_score": "retrain-free score"}
+          "retrain_free_score": "retrain-free score", "tow": "ToW", "tow_mia": "ToW-MIA",
+          # absolute gaps to Retrain (no "|" in a label: it would split a Markdown table's cell)
+          "gap/UA": "ΔUA", "gap/MIA-Efficacy": "ΔMIA", "gap/RA": "ΔRA", "gap/TA": "ΔTA",
+          "gap/utility": "ΔRA+ΔTA", "time_ratio_to_retrain": "time / Retrain"}
 
 
 def label(name: str) -> str:

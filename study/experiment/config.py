@@ -21,7 +21,8 @@ class ExperimentConfig:
     seed: int = 0
     sparsity: float = 0.0
     val_size: int = 180
-    train_size: int | None = None  # None: the whole training pool minus validation
+    train_size: int | None = None  # None: the whole training pool minus validation and selection
+    select_size: int = 0  # held-out selection set a study's objective reads instead of the test set (0: none)
     recipe: Recipe = field(default_factory=Recipe)
     data_root: str | None = None
     download: bool = False
@@ -72,6 +73,8 @@ EXPERIMENT_FIELDS = (
     ExperimentField("epochs", int, "training recipe epochs for original/Retrain"),
     ExperimentField("train_size", int, "fixed seeded training subset size"),
     ExperimentField("val_size", int, "validation (non-member) set size"),
+    ExperimentField("select_size", int, "selection set size: held-out training-pool images a study's objective "
+                    "reads in place of the test set (0: studies read the test set)"),
     ExperimentField("data_root", str, "folder with the dataset files (Fashion-MNIST IDX, CIFAR archive)",
                     in_spaces=False),
     ExperimentField("download", bool, "download CIFAR where a network exists", in_spaces=False),
@@ -83,16 +86,17 @@ SEARCHABLE_EXPERIMENT_KEYS = {"sparsity", "seed", "forget"}  # may vary between 
 
 PRESETS: dict[str, dict] = {
     # The embedded default: scikit-learn's digits, no download, a few seconds a model.
-    "digits": dict(dataset="digits", model="cnn", val_size=180, train_size=None,
+    # Each keeps a selection set apart from training, validation and test (see study.core.splits).
+    "digits": dict(dataset="digits", model="cnn", val_size=180, train_size=None, select_size=180,
                    recipe=dict(epochs=30, batch_size=64, peak_lr=0.1)),
     # SPEC.md's memorising Fashion-MNIST proxy: 10k fixed seeded training images, 3-block CNN,
     # 30 epochs one-cycle SGD, no augmentation, so random forgetting is measurable on CPU.
-    "fmnist-proxy": dict(dataset="fashion-mnist", model="cnn", val_size=2000, train_size=10000,
+    "fmnist-proxy": dict(dataset="fashion-mnist", model="cnn", val_size=2000, train_size=10000, select_size=2000,
                          recipe=dict(epochs=30, batch_size=128, peak_lr=0.1)),
     # GPU scale, the paper's setting: CIFAR ResNet-18, crop+flip, a short one-cycle recipe.
-    "cifar10": dict(dataset="cifar10", model="resnet18", val_size=5000, train_size=None,
+    "cifar10": dict(dataset="cifar10", model="resnet18", val_size=5000, train_size=None, select_size=5000,
                     recipe=dict(epochs=40, batch_size=256, peak_lr=0.1, label_smoothing=0.1)),
-    "cifar100": dict(dataset="cifar100", model="resnet18", val_size=5000, train_size=None,
+    "cifar100": dict(dataset="cifar100", model="resnet18", val_size=5000, train_size=None, select_size=5000,
                      recipe=dict(epochs=40, batch_size=256, peak_lr=0.1, label_smoothing=0.1)),
 }
 

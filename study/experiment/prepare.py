@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -21,7 +21,7 @@ from study.core.progress import Log
 from study.core.pruning import apply_masks, copy_model, masks_of, omp_prune
 from study.core.splits import ForgetSpec, Splits, make_splits, parse_forget_spec
 from study.evaluation.evaluate import evaluate_model
-from study.evaluation.metrics import avg_disparity
+from study.evaluation.metrics import retrain_gaps
 from study.experiment.artifacts import trained_model
 from study.experiment.config import ExperimentConfig
 from study.experiment.unlearn_data import SharedContext, UnlearnData
@@ -43,6 +43,8 @@ class Prepared:
     cache: ArtifactCache
     original_key: dict
     retrain_threads: int | None = None  # torch threads Retrain was trained with (None: not recorded)
+    retrain_key: dict | None = None
+    _reference_by_view: dict = field(default_factory=dict)
 
     def shared_context(self, log: Log = print) -> SharedContext:
         """What a method needs to keep artifacts shared by every run on this original in the cache."""
@@ -61,11 +63,30 @@ class Prepared:
         """A private copy of the original model (masks kept) for one method to modify."""
         return copy_model(self.original)
 
-    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
-        """UA, RA, TA, MIA-Efficacy of `model`, plus Avg. Disparity when Retrain's metrics are known."""
-        metrics = evaluate_model(model, self.data, self.splits, self.config.seed, self.device)
-        if self.retrain_metrics is not None:
-            metrics["avg_disparity"] = avg_disparity(metrics, self.retrain_metrics)
+    @property
+    def selection_view(self) -> str:
+        """The view a study's trials are scored in: the selection set when the split has one."""
+        return "select" if len(self.splits.select) else "test"
+
+    def reference_metrics(self, view: str = "test") -> dict[str, float] | None:
+        """Retrain's metrics in a view (its own gaps included: 0, ToW 1), or None without Retrain."""
+        if self.retrain is None or self.retrain_metrics is None:
+            return None
+        if view == "test":
+            return self.retrain_metrics
+        if view not in self._reference_by_view:
+            metrics = cached_evaluation(self.cache, self.retrain_key, self.retrain, self.data, self.splits,
+                                        self.config.seed, self.device, view)
+            self._reference_by_view[view] = {**metrics, **retrain_gaps(metrics, metrics)}
+        return self._reference_by_view[view]
+
+    def evaluate(self, model: torch.nn.Module, view: str = "test") -> dict[str, float]:
+        """UA, RA, TA, MIA-Efficacy of `model` in a view, plus Avg. Disparity, ToW, ToW-MIA and the
+        per-metric gaps when Retrain's metrics are known."""
+        metrics = evaluate_model(model, self.data, self.splits, self.config.seed, self.device, view)
+        reference = self.reference_metrics(view)
+        if reference is not None:
+            metrics.update(retrain_gaps(metrics, reference))
         return metrics
 
 
@@ -79,7 +100,7 @@ def _metric_code_digest() -> str:
 
 
 def cached_evaluation(cache: ArtifactCache, model_key: dict, model: torch.nn.Module, data: ImageDataset,
-                      splits: Splits, seed: int, device: str = "cpu") -> dict[str, float]:
+                      splits: Splits, seed: int, device: str = "cpu", view: str = "test") -> dict[str, float]:
     """`evaluate_model` of a cached model, computed once per split and kept beside it in the cache.
 
     Every trial of a study needs the original's and Retrain's metrics; on the Fashion-MNIST proxy
@@ -88,9 +109,12 @@ def cached_evaluation(cache: ArtifactCache, model_key: dict, model: torch.nn.Mod
     """
     key = {"role": "evaluation", "model": key_digest(model_key), "seed": seed, "code": _metric_code_digest(),
            "splits": {name: array_digest(getattr(splits, name)) for name in ("retain", "forget", "test", "test_forget")}}
+    if view != "test":  # the test view's key is as it was before views existed, so its cache stays valid
+        key.update(view=view,
+                   held_out={name: array_digest(getattr(splits, name)) for name in ("select", "select_forget")})
 
     def builder(folder: Path) -> None:
-        metrics = evaluate_model(model, data, splits, seed, device)
+        metrics = evaluate_model(model, data, splits, seed, device, view)
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
 
     folder, _ = cache.get_or_build(key, builder)
@@ -113,7 +137,7 @@ def load_experiment(config: ExperimentConfig) -> tuple[ImageDataset, ForgetSpec,
     data = load_dataset(config.dataset, config.data_root, config.download)
     spec = parse_forget_spec(config.forget, data.num_classes)
     splits = make_splits(data.train_y.numpy(), data.test_y.numpy(), spec, config.seed,
-                         val_size=config.val_size, train_size=config.train_size)
+                         val_size=config.val_size, train_size=config.train_size, select_size=config.select_size)
     return data, spec, splits
 
 
@@ -142,11 +166,12 @@ def prepare(config: ExperimentConfig, cache: ArtifactCache, device: str = "cpu",
                              init=fresh_retrain_init, sparsity=config.sparsity)
         retrain, retrain_seconds, retrain_threads = gold.model, gold.seconds, gold.threads
         retrain_metrics = cached_evaluation(cache, gold.key, retrain, data, splits, config.seed, device)
-        retrain_metrics["avg_disparity"] = 0.0
+        retrain_metrics.update(retrain_gaps(retrain_metrics, retrain_metrics))
 
     prepared = Prepared(config, data, spec, splits, original, original_seconds, {}, retrain, retrain_seconds,
-                        retrain_metrics, device, cache, original_key, retrain_threads)
+                        retrain_metrics, device, cache, original_key, retrain_threads,
+                        gold.key if need_retrain else None)
     prepared.original_metrics = cached_evaluation(cache, original_key, original, data, splits, config.seed, device)
     if retrain_metrics is not None:
-        prepared.original_metrics["avg_disparity"] = avg_disparity(prepared.original_metrics, retrain_metrics)
+        prepared.original_metrics.update(retrain_gaps(prepared.original_metrics, retrain_metrics))
     return prepared

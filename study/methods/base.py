@@ -21,6 +21,9 @@ Class hooks for what lies outside one run:
   - `shared_artifact_keys`: the result keys holding those artifacts' seconds, reported beside the
     run time (time/Retrain is shown without and with them);
   - `default_space(preset, scheme)`: the search space `study.compare` tunes the method with;
+  - `documented_defaults(scheme)`: the defaults as concrete values (a default that is None and
+    resolved at run time, like DAU's per-scheme learning rate, resolved here), which every study
+    runs as its first trial;
   - `reference`: "original" or "retrain" for the two rows every table shows beside the methods.
 """
 from __future__ import annotations
@@ -129,6 +132,12 @@ class UnlearningMethod:
         """The search space (a `search_spaces/` name or a path) `study.compare` tunes this method with,
         for a preset and a forget scheme (`random`, `class`): by default its section of `baselines`."""
         return "baselines"
+
+    @classmethod
+    def documented_defaults(cls, scheme: str) -> dict[str, Any]:
+        """Every hyperparameter's documented default for a forget scheme (`random`, `class`), as the
+        value a run takes when none is given (a study evaluates this point as its first trial)."""
+        return {h.name: h.default for h in cls.hyperparams}
 
     @classmethod
     def prebuild(cls, prepared: Any, options: dict[str, list | None], log: Callable[[str], None]) -> None:

@@ -75,19 +75,26 @@ def recorded_study(method: str, out: Path, level: str, previous: dict, budget: i
             "average_seeds": entry.get("average_seeds"), "dir": entry.get("dir"), "config": config}
 
 
+TUNED, DEFAULTS = "tuned", "defaults"  # the `variant` of a method's evaluation row
+
+
 def level_runs(record: dict, run_log: RunLog, preset: str) -> dict[str, pd.DataFrame]:
-    """Each level's evaluation rows (its chosen configurations and the reference rows on the
-    evaluation seeds), read back from the run log, keyed by level name."""
+    """Each level's evaluation rows (the reference rows, each chosen configuration and each method
+    at its documented defaults, on the evaluation seeds), read back from the run log, keyed by level
+    name; `variant` says which (`tuned` for the reference rows and the chosen configurations)."""
     found = {}
     forget = record["experiment"]["forget"]
     for level, entry in sorted(record.get("levels", {}).items()):
         rows = []
-        chosen = {**{name: {} for name in REFERENCE_ROWS}, **entry.get("configs", {})}
-        for method, params in chosen.items():
+        chosen = [*((name, {}, TUNED) for name in REFERENCE_ROWS),
+                  *((method, params, TUNED) for method, params in entry.get("configs", {}).items()),
+                  *((method, params, DEFAULTS) for method, params in (entry.get("defaults") or {}).items()
+                    if method in entry.get("configs", {}))]
+        for method, params, variant in chosen:
             for seed in record["eval_seeds"]:
                 row = run_log.get(run_key(preset, forget, method, entry["sparsity"], seed, params))
                 if row is not None:
-                    rows.append(row)
+                    rows.append({**row, "variant": variant})
         if rows:
             found[level] = pd.DataFrame(rows)
     return found

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from study.core.errors import UserError
-from study.evaluation.names import HEADLINE
+from study.evaluation.names import GAPS, HEADLINE, PARETO, TOW
 
 # metric MIAs, held-out attacks, retrain-free score, and (trials run with --average-seeds) each
 # seed's own headline metrics and the objectives' spread over seeds
@@ -77,8 +77,8 @@ def load_study(path: str | Path) -> pd.DataFrame:
             row.update(_flatten("params.", trial.config.get("params") or {}))
             row.update(_flatten("experiment.", trial.config.get("experiment") or {}))
             last = trial.last_result or {}
-            for key in (*HEADLINE, "run_seconds", "time_ratio_to_retrain", "attacker_acc", "epoch", "retrain_seconds",
-                        "time_total_s"):
+            for key in (*HEADLINE, *TOW, *GAPS, "gap/utility", "run_seconds", "time_ratio_to_retrain", "attacker_acc",
+                        "epoch", "retrain_seconds", "time_total_s"):
                 row[key] = last.get(key)
             for key in HEADLINE:
                 row[f"retrain.{key}"] = last.get(f"retrain/{key}")
@@ -102,7 +102,7 @@ def load_study(path: str | Path) -> pd.DataFrame:
 def default_objective(frame: pd.DataFrame) -> str:
     """The column the study optimised (from study.json), when its trials reported it."""
     objectives = frame["objective"].dropna().unique() if "objective" in frame else []
-    return str(objectives[0]) if len(objectives) == 1 else "avg_disparity"
+    return str(objectives[0]) if len(objectives) == 1 else "avg_disparity"  # may be PARETO (no such column)
 
 
 def finished(frame: pd.DataFrame, by: str = "avg_disparity") -> pd.DataFrame:
@@ -138,21 +138,44 @@ def as_run(config: dict, epochs_reached) -> tuple[dict, str | None]:
             f"after epoch {reached} of {total}; exported with epochs {reached}")
 
 
-def best_configs(study_dir: str | Path, top: int = 1, method: str | None = None) -> list[dict]:
-    """The `top` best finished trials of a study as method configs (experiment, method, params),
-    each with a `source` naming the study, trial, rank and objective value."""
+def study_objectives(study_dir: str | Path) -> list[str]:
+    """The result keys a study's sampler minimised (several for a Pareto search), from its study.json."""
+    found = find_study_dirs(study_dir)
+    meta_path = found[0] / "study.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    return list(meta.get("objectives") or [meta.get("objective", "avg_disparity")])
+
+
+def ranked_trials(study_dir: str | Path, pick: str = "balanced", method: str | None = None) -> tuple[pd.DataFrame, str]:
+    """A study's finished trials best first, and what ranked them: its objective, or for a Pareto
+    search the front alone, ordered by the pick rule (`study.records.pareto`)."""
     trials = load_study(study_dir)
-    objective = default_objective(trials)
-    frame = finished(trials, objective)
     if method:
-        frame = frame[frame["method"] == method]
+        trials = trials[trials["method"] == method]
+    objective = default_objective(trials)
+    if objective == PARETO:
+        from study.records.pareto import front, order_front
+
+        objectives = study_objectives(study_dir)
+        return order_front(front(trials, find_study_dirs(study_dir)[0], objectives), objectives, pick), \
+            f"pareto:{pick}"
+    return finished(trials, objective), objective
+
+
+def best_configs(study_dir: str | Path, top: int = 1, method: str | None = None,
+                 pick: str = "balanced") -> list[dict]:
+    """The `top` best finished trials of a study as method configs (experiment, method, params),
+    each with a `source` naming the study, trial, rank and objective value (a Pareto study: its
+    front, ordered by `pick`)."""
+    frame, objective = ranked_trials(study_dir, pick, method)
     if frame.empty:
         raise UserError(f"{study_dir}: no finished trial to export")
     configs = []
     for rank, (_, row) in enumerate(frame.head(top).iterrows(), start=1):
         config, stopped = as_run(trial_config(Path(row["trial_dir"])), row.get("epoch"))
+        value_key = "avg_disparity" if objective.startswith(PARETO) else objective
         config["source"] = {"study": row["study"], "trial_id": row["trial_id"], "rank": rank,
-                            "objective": objective, objective: float(row[objective])}
+                            "objective": objective, value_key: float(row[value_key])}
         threads = json.loads((Path(row["trial_dir"]) / "params.json").read_text()).get("threads")
         if threads:  # a min-max run's outcome depends on the float reduction order, so on the threads
             config["source"]["threads"] = int(threads)
@@ -162,3 +185,12 @@ def best_configs(study_dir: str | Path, top: int = 1, method: str | None = None)
             config["source"]["average_seeds"] = [int(seed) for seed in row["average_seeds"].split()]
         configs.append(config)
     return configs
+
+
+def trial_table_columns(trials: pd.DataFrame) -> list[str]:
+    """The columns a kept trial table holds: identity and status, the searched and fixed params, and
+    the metrics a reader compares trials by (not Ray's bookkeeping or per-seed detail)."""
+    keep = ["trial_id", "status", "epoch", *(c for c in trials.columns if c.startswith("params.")),
+            *HEADLINE, *TOW, *GAPS, "gap/utility", "run_seconds", "time_ratio_to_retrain", "retrain_free_score",
+            "error"]
+    return [c for c in keep if c in trials]

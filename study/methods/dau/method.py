@@ -26,7 +26,7 @@ As SPEC.md describes the authors' public code (followed where it and the paper d
     pre-training) and stops at 1,000 iterations, so by default the attacker is pre-trained for
         min(attacker_pretrain_epochs x ceil(|retain| / batch_size), 1000)
     iterations: 1,000 on CIFAR-10, 360 on the Fashion-MNIST proxy, 40 on digits. An explicit
-    `attacker_pretrain_iters` replaces the rule (the search spaces list lengths that way).
+    `attacker_pretrain_iters` replaces the rule; the search spaces list `attacker_pretrain_epochs`.
 The defender sees the clean batch and each of its m noisy copies in forwards of B images
 (`copies_per_forward` = 1): the reference also runs the clean batch alone, and on 2 CPU cores
 one forward of (1 + m) x B images with gradients runs about half as fast per image
@@ -48,10 +48,27 @@ from torch import nn
 from study.core.errors import UserError
 from study.core.progress import Progress
 from study.core.train import check_finite
-from study.methods.base import BatchStream, Hyperparam, UnlearningMethod, sgd, shuffled_batches
-from study.methods.dau.attacker import (AttackerSettings, AttackInputs, PretrainedAttacker, SelfAttentionAttacker,
-                                        attack_inputs, membership_accuracy, pretrain_attacker)
-from study.methods.dau.losses import attacker_loss, barlow_twins_loss, defender_adversarial_loss
+from study.methods.base import (
+    BatchStream,
+    Hyperparam,
+    UnlearningMethod,
+    sgd,
+    shuffled_batches,
+)
+from study.methods.dau.attacker import (
+    AttackerSettings,
+    AttackInputs,
+    PretrainedAttacker,
+    SelfAttentionAttacker,
+    attack_inputs,
+    membership_accuracy,
+    pretrain_attacker,
+)
+from study.methods.dau.losses import (
+    attacker_loss,
+    barlow_twins_loss,
+    defender_adversarial_loss,
+)
 from study.methods.dau.store import AttackerStore, attacker_variants
 
 CLASSWISE_STOP_ITER = 30  # the paper's class-wise switch point (SPEC.md)
@@ -148,6 +165,16 @@ class DAU(UnlearningMethod):
         if (preset, scheme) not in SPACES:
             raise UserError(f"no DAU space for preset {preset} and forget scheme {scheme}; name one for dau")
         return SPACES[(preset, scheme)]
+
+    @classmethod
+    def documented_defaults(cls, scheme: str) -> dict:
+        """The defaults a run resolves for a scheme (the reference's CIFAR-10 commands); the
+        pre-training length stays the rule (`attacker_pretrain_epochs` 10)."""
+        classwise = scheme == "class"
+        lr = CLASSWISE_LR if classwise else RANDOM_LR
+        return {**super().documented_defaults(scheme), "lr": lr,
+                "stop_unlearn_lr": CLASSWISE_STOP_LR if classwise else lr,
+                "stop_iter": CLASSWISE_STOP_ITER if classwise else None}
 
     @classmethod
     def prebuild(cls, prepared, options: dict[str, list | None], log) -> None:

@@ -1,0 +1,80 @@
+"""Defaults first, and the multi-objective (Pareto) search, on digits."""
+import re
+
+import optuna
+import pytest
+import yaml
+
+from study.engine.spaces import load_space
+from study.methods import method_class
+from study.records.pareto import load_optuna_study, order_front
+from tests.cli import run_in_process
+from tests.studies import TINY_SPACE, tune_cli
+
+
+@pytest.fixture(scope="module")
+def pareto_study(tmp_path_factory, cache_dir, digits_random):
+    root = tmp_path_factory.mktemp("pareto")
+    result = tune_cli("--space", "baselines", "--method", "ft", "--num-samples", "3", "--objective", "pareto",
+                      "--storage", str(root), "--name", "front", cache=cache_dir)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return root / "front", result.stdout
+
+
+def test_a_pareto_study_prints_its_front_and_keeps_a_study_the_dashboard_opens(pareto_study):
+    study_dir, stdout = pareto_study
+    assert "Pareto front:" in stdout and "non-dominated trial(s)" in stdout
+    storage = re.search(r"optuna-dashboard (sqlite:///\S+)", stdout).group(1)
+    study = optuna.load_study(study_name="study", storage=storage)  # what optuna-dashboard opens
+    assert len(study.trials) == 3 and len(study.directions) == 4
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert 1 <= len(study.best_trials) <= 3
+
+
+def test_the_first_trial_of_a_study_is_the_methods_documented_defaults(pareto_study, finished_study):
+    study_dir, _ = pareto_study
+    first = min(load_optuna_study(study_dir).trials, key=lambda t: t.number)
+    defaults = method_class("ft").documented_defaults("random")
+    assert first.params == {f"params/{k}": defaults[k] for k in ("lr", "epochs")}
+    _, dau_study, _ = finished_study  # a single-objective DAU study: its defaults for the searched keys
+    first = min(load_optuna_study(dau_study).trials, key=lambda t: t.number)
+    assert first.params == {"params/lr": 0.01, "params/alpha": 0.9}  # DAU's random-forgetting defaults
+
+
+def test_export_picks_a_point_of_the_front_by_a_stated_rule(pareto_study, tmp_path):
+    study_dir, _ = pareto_study
+    for rule in ("balanced", "time"):
+        result = run_in_process("study.export", str(study_dir), "--pick", rule, "--out", str(tmp_path / f"{rule}.yaml"))
+        assert result.returncode == 0, result.stderr
+        assert yaml.safe_load((tmp_path / f"{rule}.yaml").read_text())["source"]["objective"] == f"pareto:{rule}"
+
+
+def test_the_pick_rules_by_hand():
+    import pandas as pd
+
+    front = pd.DataFrame({"trial_id": ["a", "b", "c"], "x": [0.0, 5.0, 10.0], "y": [10.0, 4.0, 0.0]})
+    assert list(order_front(front, ["x", "y"])["trial_id"]) == ["b", "a", "c"]  # 0.5 + 0.4 is the smallest sum
+
+
+def test_asha_and_a_pareto_search_are_refused_in_one_line(tmp_path):
+    result = run_in_process("study.tune", "--space", "baselines", "--method", "ft", "--objective", "pareto",
+                            "--scheduler", "asha", "--storage", str(tmp_path))
+    assert result.returncode != 0 and "--scheduler fifo" in result.stderr.strip().splitlines()[-1]
+
+
+def test_a_space_that_cannot_give_the_defaults_is_refused(tmp_path):
+    space = {**TINY_SPACE, "search": {"lr": {"loguniform": [0.05, 0.3]}}}  # DAU's default 0.01 lies outside
+    path = tmp_path / "narrow.yaml"
+    path.write_text(yaml.safe_dump(space))
+    result = run_in_process("study.tune", "--space", str(path), "--storage", str(tmp_path))
+    assert result.returncode != 0 and "documented default lr=0.01" in result.stderr.strip().splitlines()[-1]
+
+
+def test_every_kept_space_contains_its_methods_defaults():
+    from study.engine.spaces import available_spaces
+
+    for name in available_spaces():
+        space = load_space(name)
+        scheme = space.experiment.get("forget", "random:10").split(":")[0]
+        for section in space.methods:
+            section.defaults(scheme)  # raises when the search cannot give them
