@@ -25,7 +25,6 @@ from study.core.data import ImageDataset
 from study.core.inference import predict_logits
 from study.core.pruning import copy_model
 from study.core.splits import Splits
-from study.methods.base import BatchStream, sgd
 
 RELEARN_LR = 0.01
 RELEARN_BATCH = 64
@@ -39,18 +38,29 @@ def relearn_ua(model: torch.nn.Module, data: ImageDataset, splits: Splits, steps
     fit, held = relearn_halves(splits, seed)
     learner = copy_model(model).to(device)
     learner.train()
-    optimizer = sgd(learner, RELEARN_LR)
+    optimizer = torch.optim.SGD(learner.parameters(), lr=RELEARN_LR, momentum=0.9, weight_decay=5e-4)
     generator = torch.Generator().manual_seed(seed)
-    forget = BatchStream(data.train_x[fit], data.train_y[fit], RELEARN_BATCH, generator, device)
-    retain = BatchStream(data.train_x[splits.retain], data.train_y[splits.retain], RELEARN_BATCH, generator, device)
-    for _ in range(steps):
-        (fx, fy), (rx, ry) = forget.next(), retain.next()
+    forget, retain = _batches(fit, steps, generator), _batches(splits.retain, steps, generator)
+    for forget_idx, retain_idx in zip(forget, retain):
+        idx = np.concatenate([forget_idx, retain_idx])
+        x, y = data.train_x[idx].to(device), data.train_y[idx].to(device)
         optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(learner(torch.cat([fx, rx])), torch.cat([fy, ry])).backward()
+        F.cross_entropy(learner(x), y).backward()
         optimizer.step()
     learner.eval()
     predicted = predict_logits(learner, data.train_x[held], device=device).argmax(dim=1)
     return 100.0 - 100.0 * float((predicted == data.train_y[held]).float().mean())
+
+
+def _batches(indices: np.ndarray, steps: int, generator: torch.Generator) -> list[np.ndarray]:
+    """`steps` batches of `RELEARN_BATCH` indices, drawn in a seeded order reshuffled at every pass."""
+    size, batches, order = min(RELEARN_BATCH, len(indices)), [], np.zeros(0, dtype=np.int64)
+    while len(batches) < steps:
+        if len(order) < size:
+            order = indices[torch.randperm(len(indices), generator=generator).numpy()]
+        batches.append(order[:size])
+        order = order[size:]
+    return batches
 
 
 def relearn_halves(splits: Splits, seed: int) -> tuple[np.ndarray, np.ndarray]:
