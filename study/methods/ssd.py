@@ -3,7 +3,8 @@
 Each parameter's importance to a set D is the mean over D's batches of its squared batch-loss
 gradient (a diagonal Fisher estimate, the model in eval mode). A parameter far more important to
 the forget set than to the whole training set, I_f > alpha I_D, is one the forget set leans on
-alone; SSD scales it by beta = min(lambda I_D / I_f, 1) and leaves every other parameter as it is. So it edits the model once (`one_shot`), in one pass over the training set.
+alone; SSD scales it by beta = min(lambda I_D / I_f, 1) and leaves every other parameter as it is.
+So it edits the model once (`one_shot`), in one pass over the training set.
 
 As the authors' code runs it: importances over batches of the same size for both sets (their
 forget and full-training loaders), cross-entropy with the model in eval mode, the training set
@@ -27,7 +28,8 @@ def importances(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_
     batches = 0
     for start in range(0, len(x), batch_size):
         model.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x[start:start + batch_size].to(device)), y[start:start + batch_size].to(device)).backward()
+        batch = slice(start, start + batch_size)
+        F.cross_entropy(model(x[batch].to(device)), y[batch].to(device)).backward()
         for name, p in model.named_parameters():
             if name in totals and p.grad is not None:
                 totals[name] += p.grad.detach().pow(2)
