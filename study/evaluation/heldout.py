@@ -22,6 +22,9 @@ the attacks of |AUC − 0.5| × 200 (≈ MIA-Efficacy), retain drop and validati
 *original* model (≈ RA, TA; validation restricted to the remaining classes in class-wise runs).
 DAU trains on the validation set's outputs (never its labels), so the validation drop is not
 fully held out for DAU; the test set stays untouched.
+
+Beside it, `heldout/rf_jsd`: LoTUS's retrain-free metric (study.evaluation.rf_jsd), the unlearned
+model's class-mean posteriors on the forget set against the original's on held-out images.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from study.core.cache import ArtifactCache
 from study.core.errors import UserError
 from study.core.inference import predict_logits
 from study.evaluation.mia import roc_summary
+from study.evaluation.rf_jsd import rf_jsd
 from study.experiment.artifacts import trained_model
 from study.experiment.prepare import Prepared
 from study.methods.dau.attacker import SelfAttentionAttacker, attack_inputs
@@ -179,6 +183,12 @@ class RetrainFreeJudge:
                                              device)
                                    for r in self.references]) if self.references else None)
         self.original_accuracy = self._accuracies(prepared.original)
+        # RF-JSD's reference: the original's posteriors on every held-out image (the forgotten class's too)
+        held_out = np.concatenate([splits.select, splits.select_forget] if len(splits.select)
+                                  else [splits.test, splits.test_forget])
+        x_source, y_source = (data.train_x, data.train_y) if len(splits.select) else (data.test_x, data.test_y)
+        self.held_out_labels = y_source[held_out]
+        self.original_held_out = torch.softmax(predict_logits(prepared.original, x_source[held_out], device=device), 1)
 
     def _accuracies(self, model) -> dict[str, float]:
         data, device, s = self.prepared.data, self.prepared.device, self.prepared.splits
@@ -206,6 +216,9 @@ class RetrainFreeJudge:
             for key, value in roc_summary(scores["forget"], scores["nonmember"], fprs=(0.01,)).items():
                 results[f"heldout/rmia_{key}"] = value
             aucs.append(results["heldout/rmia_auc"])
+        forget = self.prepared.splits.forget
+        results["heldout/rf_jsd"] = rf_jsd(torch.softmax(predict_logits(model, data.train_x[forget], device=device), 1),
+                                           data.train_y[forget], self.original_held_out, self.held_out_labels)
         accuracy = self._accuracies(model)
         components = {
             "forget_gap": abs(accuracy["forget"] - accuracy["nonmember"]),
