@@ -10,10 +10,11 @@ Per sparsity level, one row per method tuned and one at its documented defaults,
     best tuned method.
 With several levels, their headline columns side by side. A kept comparison re-renders from
 these files without any model (gaps and ToW are recomputed from the rows; a probe a row lacks
-shows as –).
+shows as –): `python -m analysis.compare_table <folder>` prints it.
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +29,7 @@ from analysis.robust import (
     with_retrain_gaps,
 )
 from analysis.table import TABLE_COLUMNS, sparsity_label, summarize, wide_table
-from study.evaluation.names import HEADLINE, TOW, label, shared_seconds, time_ratio
+from study.evaluation.names import HEADLINE, MIA_SUBSETS, TOW, label, shared_seconds, time_ratio
 from study.methods import display_name, shared_artifact_keys
 from study.methods import sort_key as method_sort_key
 from study.records.comparison import DEFAULTS, REFERENCE_ROWS, TUNED
@@ -202,9 +203,11 @@ def render(record: dict, runs_by_level: dict[str, pd.DataFrame], subsets: int) -
     sections = [f"Command: `{record['command']}`", "",
                 f"{experiment['dataset']} / {experiment['model']}, forget {experiment['forget']}. Every method tuned "
                 f"with {record['budget']} trials on seed(s) {', '.join(map(str, record['tune_seeds']))} "
-                f"({record['objective']}), each study's first trial at the method's documented defaults; trials "
-                f"scored on: {selected}. Mean ± std over evaluation seeds {seeds}, on the test set; "
-                "\"(defaults)\" rows run the documented defaults on the same seeds. ToW and ToW-MIA: products of "
+                f"({record['objective']})"
+                + (", each study's first trial at the method's documented defaults" if record.get("defaults_first")
+                   else "") + f"; trials scored on: {selected}. Mean ± std over evaluation seeds {seeds}, on the "
+                "test set" + ("; \"(defaults)\" rows run the documented defaults on the same seeds"
+                              if record.get("defaults_first") else "") + ". ToW and ToW-MIA: products of "
                 "(1 − gap) over UA (or MIA-Efficacy), RA and TA against Retrain, 1 is Retrain. time / Retrain "
                 "leaves out artifacts shared by every run on one original (DAU's attacker pre-training); the "
                 "column beside it adds them.", ""]
@@ -229,3 +232,36 @@ def render(record: dict, runs_by_level: dict[str, pd.DataFrame], subsets: int) -
     if len(runs_by_level) > 1:
         sections += ["### side by side", "", markdown_table(side_by_side(runs_by_level)), ""]
     return "\n".join(sections)
+
+
+def kept_runs(folder: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """A comparison folder's record and its evaluation rows per level, from compare.json and runs.csv."""
+    from study.core.errors import UserError
+    from study.records.comparison import level_runs, read_comparison
+    from study.records.run_log import RunLog
+
+    record = read_comparison(folder)
+    if not record:
+        raise UserError(f"{folder} holds no comparison (no compare.json)")
+    run_log = RunLog(Path(folder) / "runs.csv")
+    presets = {str(row["preset"]) for row in run_log.runs.values()}  # the rows' key names the preset
+    if len(presets) != 1:
+        raise UserError(f"{folder}/runs.csv holds rows of {len(presets)} presets; one comparison has one")
+    return record, level_runs(record, run_log, presets.pop())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.compare_table",
+                                     description="Print a kept comparison's table.md from its records alone "
+                                                 "(compare.json, runs.csv); trains and evaluates nothing.")
+    parser.add_argument("folder", help="a folder written by python -m study.compare")
+    args = parser.parse_args(argv)
+    record, runs_by_level = kept_runs(Path(args.folder))
+    print(render(record, runs_by_level, MIA_SUBSETS))
+    return 0
+
+
+if __name__ == "__main__":
+    from study.core.errors import cli_entry
+
+    cli_entry(main)()

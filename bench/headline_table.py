@@ -16,25 +16,18 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.compare_table import with_time_ratios  # noqa: E402
+from analysis.compare_table import kept_runs, with_time_ratios  # noqa: E402
 from analysis.formatting import markdown_table, mean_std  # noqa: E402
 from study.core.errors import UserError, cli_entry  # noqa: E402
 from study.methods import display_name  # noqa: E402
 from study.methods import sort_key as method_sort_key  # noqa: E402
-from study.records.comparison import REFERENCE_ROWS, TUNED, level_runs, read_comparison  # noqa: E402
-from study.records.run_log import RunLog  # noqa: E402
+from study.records.comparison import REFERENCE_ROWS, TUNED  # noqa: E402
 
 
 def comparison_columns(folder: Path, level: str = "dense") -> tuple[str, pd.DataFrame]:
     """(the comparison's forget spec, one row per method: disparity cells, rank, time ratios)."""
-    record = read_comparison(folder)
-    if not record:
-        raise UserError(f"{folder} holds no comparison (no compare.json)")
-    run_log = RunLog(folder / "runs.csv")
-    presets = {str(row["preset"]) for row in run_log.runs.values()}  # the rows' key names the preset
-    if len(presets) != 1:
-        raise UserError(f"{folder}/runs.csv holds rows of {len(presets)} presets; one comparison has one")
-    runs = level_runs(record, run_log, presets.pop()).get(level)
+    record, runs_by_level = kept_runs(folder)
+    runs = runs_by_level.get(level)
     if runs is None:
         raise UserError(f"{folder}: no evaluation rows for level {level}")
     runs = with_time_ratios(runs[runs["variant"] == TUNED])

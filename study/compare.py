@@ -31,13 +31,8 @@ from study.cli_common import add_experiment_arguments, experiment_overrides, set
 from study.core.errors import UserError, cli_entry
 from study.core.progress import set_quiet
 from study.core.staging import write_file_atomically
-from study.engine.comparison import (
-    MIA_SUBSETS,
-    RELEARN_STEPS,
-    ComparisonRequest,
-    run_comparison,
-)
-from study.evaluation.names import OBJECTIVE_CHOICES, PARETO_OBJECTIVES
+from study.engine.comparison import RELEARN_STEPS, ComparisonRequest, run_comparison
+from study.evaluation.names import MIA_SUBSETS, OBJECTIVE_CHOICES, PARETO_OBJECTIVES
 from study.experiment.config import resolve_experiment
 from study.methods import METHODS, tunable_methods
 from study.records.comparison import check_same_comparison, level_runs

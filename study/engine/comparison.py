@@ -32,7 +32,7 @@ from study.engine.ray_cluster import ray_session
 from study.engine.seed_runs import RowProbes, rows_per_seed
 from study.engine.spaces import MethodSpace, SearchSpace, load_space
 from study.engine.study import StudyRequest, run_study, selection_note
-from study.evaluation.names import PARETO, PARETO_OBJECTIVES
+from study.evaluation.names import MIA_SUBSETS, PARETO, PARETO_OBJECTIVES
 from study.experiment.config import ExperimentConfig, resolve_experiment
 from study.methods import method_class
 from study.records.comparison import (
@@ -47,7 +47,6 @@ from study.records.run_log import RunLog
 from study.records.study_record import find_study_dir, read_study_record
 from study.records.trials import best_configs
 
-MIA_SUBSETS = 5  # member subsets MIA-Efficacy is recomputed on, to show how much it depends on one draw
 RELEARN_STEPS = 20  # the relearning test's steps on every evaluation row
 
 
@@ -87,7 +86,8 @@ class ComparisonRequest:
                      else f"pareto ({' '.join(self.pareto)}; pick {self.pick})")
         return {"command": self.command, "experiment": self.experiment.as_dict(), "budget": self.budget,
                 "objective": objective, "tune_seeds": self.tune_seeds, "eval_seeds": self.eval_seeds,
-                "selected_on": selection_note(self.experiment.as_dict()), "relearn_steps": self.relearn_steps}
+                "selected_on": selection_note(self.experiment.as_dict()), "relearn_steps": self.relearn_steps,
+                "defaults_first": True}
 
 
 def method_space(method: str, request: ComparisonRequest) -> tuple[SearchSpace, MethodSpace]:

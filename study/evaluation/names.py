@@ -20,6 +20,7 @@ PARETO = "pareto"  # --objective pareto: minimise several gaps at once (`PARETO_
 PARETO_OBJECTIVES = {"forget": "gap/UA", "utility": "gap/utility", "mia": "gap/MIA-Efficacy",
                      "time": "time_ratio_to_retrain"}
 OBJECTIVE_CHOICES = (*OBJECTIVES, PARETO)
+MIA_SUBSETS = 5  # member subsets a comparison recomputes MIA-Efficacy on, to show how much it depends on one draw
 # ToW and ToW-MIA (RUM): products of the accuracy gaps to Retrain, 1 at Retrain, higher is better
 TOW = ("tow", "tow_mia")
 GAPS = tuple(f"gap/{name}" for name in METRIC_NAMES)
