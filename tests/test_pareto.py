@@ -78,3 +78,26 @@ def test_every_kept_space_contains_its_methods_defaults():
         scheme = space.experiment.get("forget", "random:10").split(":")[0]
         for section in space.methods:
             section.defaults(scheme)  # raises when the search cannot give them
+
+
+def test_asha_never_stops_the_defaults_trial_early():
+    from ray.tune.schedulers import TrialScheduler
+
+    from study.engine.asha import DefaultsFirstASHA, matches_point
+
+    point = {"params/lr": 0.01, "params/epochs": 10}
+    assert matches_point({"params": {"lr": 0.01, "epochs": 10, "other": 1}}, point)
+    assert not matches_point({"params": {"lr": 0.02, "epochs": 10}}, point)
+
+    class Trial:
+        def __init__(self, trial_id, lr):
+            self.trial_id, self.config = trial_id, {"params": {"lr": lr, "epochs": 10}}
+
+    scheduler = DefaultsFirstASHA(point, time_attr="epoch", metric="avg_disparity", mode="min", max_t=16,
+                                  grace_period=1, reduction_factor=2)
+    good, defaults, bad = Trial("good", 0.5), Trial("defaults", 0.01), Trial("bad", 0.3)
+    for trial in (good, defaults, bad):
+        scheduler.on_trial_add(None, trial)
+    assert scheduler.on_trial_result(None, good, {"epoch": 1, "avg_disparity": 1.0}) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, bad, {"epoch": 1, "avg_disparity": 9.0}) == TrialScheduler.STOP
+    assert scheduler.on_trial_result(None, defaults, {"epoch": 1, "avg_disparity": 9.0}) == TrialScheduler.CONTINUE

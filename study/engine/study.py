@@ -1,7 +1,8 @@
 """One study: search a method's hyperparameters with Ray Tune, for `study.tune` and `study.compare` alike.
 
-Optuna's TPE sampler (`OptunaSearch`) proposes configurations, ASHA stops poor trials early on
-the objective (mode min), each trial is an `UnlearningTrainable` that reads the cached original
+Optuna's TPE sampler (`OptunaSearch`) proposes configurations, the first being the method's
+documented defaults, ASHA stops poor trials early on the objective (mode min; never the defaults
+trial, `study.engine.asha`), each trial is an `UnlearningTrainable` that reads the cached original
 and Retrain models. Before any trial starts the driver builds (or finds) every artifact the
 trials read: the originals and Retraining of each seed / sparsity / forget spec the space runs,
 and whatever a method shares across runs through its `prebuild` hook (DAU's pre-trained
@@ -215,6 +216,8 @@ def build_tuner(request: StudyRequest, threads: int):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
+    from study.engine.asha import DefaultsFirstASHA
+
     if request.resume:
         return tune.Tuner.restore(str(request.study_dir), trainable=resourced_trainable(request),
                                   resume_unfinished=True, resume_errored=True)
@@ -224,10 +227,14 @@ def build_tuner(request: StudyRequest, threads: int):
     pareto = request.objective == PARETO
     if method_space.uses_optuna:
         search_alg = ConcurrencyLimiter(optuna_search(request), max_concurrent=max_concurrent)
-    # time_attr "epoch": a step may run several epochs (the Trainable evaluates only at the rungs)
-    scheduler = (ASHAScheduler(time_attr="epoch", max_t=ASHA_MAX_EPOCHS, grace_period=ASHA_GRACE_EPOCHS,
-                               reduction_factor=ASHA_REDUCTION)
-                 if request.scheduler == "asha" else FIFOScheduler())
+    # time_attr "epoch": a step may run several epochs (the Trainable evaluates only at the rungs);
+    # the defaults trial runs to its end (study.engine.asha)
+    asha = dict(time_attr="epoch", max_t=ASHA_MAX_EPOCHS, grace_period=ASHA_GRACE_EPOCHS,
+                reduction_factor=ASHA_REDUCTION)
+    scheduler = FIFOScheduler()
+    if request.scheduler == "asha":
+        scheduler = (DefaultsFirstASHA(defaults_point(request), **asha) if method_space.uses_optuna
+                     else ASHAScheduler(**asha))
     reporter = None
     if not request.quiet:
         columns = {**{metric: metric for metric in request.metrics}, request.metric: "Avg. Disparity" if pareto
@@ -249,6 +256,11 @@ def build_tuner(request: StudyRequest, threads: int):
                       tune_config=tune_config, run_config=run_config)
 
 
+def defaults_point(request: StudyRequest) -> dict:
+    """The study's first trial: the method's documented defaults for the searched keys (flattened)."""
+    return request.method_space.defaults_point(request.experiment, request.experiment["forget"].split(":")[0])
+
+
 def optuna_search(request: StudyRequest):
     """Optuna's TPE sampler (multi-objective for a Pareto search) behind Ray Tune, its study kept in
     `optuna.db` in the study folder, with the method's documented defaults as the first trial
@@ -263,8 +275,7 @@ def optuna_search(request: StudyRequest):
             (request.study_dir / OPTUNA_FILE).unlink(missing_ok=True)
         request.study_dir.mkdir(parents=True, exist_ok=True)
         storage = optuna.storages.RDBStorage(request.optuna_storage)
-    scheme = request.experiment["forget"].split(":")[0]
-    defaults = request.method_space.defaults_point(request.experiment, scheme)
+    defaults = defaults_point(request)
     return OptunaSearch(metric=request.metrics if request.objective == PARETO else request.metric,
                         mode=["min"] * len(request.metrics) if request.objective == PARETO else "min",
                         sampler=optuna.samplers.TPESampler(seed=request.sampler_seed),
