@@ -192,7 +192,27 @@ def disparity_figure(runs: pd.DataFrame, path: Path) -> None:
     plt.close(figure)
 
 
-def render(record: dict, runs_by_level: dict[str, pd.DataFrame], subsets: int) -> str:
+def tuning_table(folder: Path, level: str, order: list[str]) -> pd.DataFrame | None:
+    """From the kept trial tables (`trials/<level>/<method>.csv`): per method, the study's best
+    objective on the tuning seed, the defaults trial's, the defaults' rank among the trials and the
+    epochs it reached (fewer than its own: ASHA stopped it, as studies before DefaultsFirstASHA could)."""
+    found = {path.stem: pd.read_csv(path) for path in sorted((Path(folder) / "trials" / level).glob("*.csv"))}
+    rows = []
+    for method in [m for m in order if m in found]:
+        trials = found[method]
+        scored = trials[trials["avg_disparity"].notna()].sort_values(["avg_disparity", "trial_id"]).reset_index()
+        defaults = scored[scored["defaults"].astype(bool)]
+        row = {"method": display_name(method), "trials": len(trials),
+               "best Avg. Disparity": f"{scored['avg_disparity'].iloc[0]:.2f}" if len(scored) else "–"}
+        if len(defaults):
+            row.update({"defaults Avg. Disparity": f"{defaults['avg_disparity'].iloc[0]:.2f}",
+                        "defaults' rank": f"{int(defaults.index[0]) + 1} of {len(scored)}",
+                        "defaults' epochs reached": str(defaults["epoch"].iloc[0]) if "epoch" in defaults else "–"})
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("–") if rows else None
+
+
+def render(record: dict, runs_by_level: dict[str, pd.DataFrame], subsets: int, folder: Path | None = None) -> str:
     """table.md's text: the command, the protocol in one paragraph, two tables per level (the metrics;
     robustness and probes), the side-by-side view."""
     experiment = record["experiment"]
@@ -225,6 +245,10 @@ def render(record: dict, runs_by_level: dict[str, pd.DataFrame], subsets: int) -
                      f"the best tuned method's ({best}), paired over the {len(record['eval_seeds'])} seeds (with n "
                      "seeds the smallest two-sided Wilcoxon p is 2/2^n: below 6 seeds none reaches 0.05).", "",
                      markdown_table(robust), ""]
+        tuning = tuning_table(folder, name, order) if folder is not None else None
+        if tuning is not None:
+            sections += [f"On the tuning seed, scored on: {selected}. Each study's best trial against its defaults "
+                         "trial (its first), from `trials/" + name + "/<method>.csv`:", "", markdown_table(tuning), ""]
         mismatches = thread_mismatches(runs)
         if mismatches:
             sections += ["time / Retrain compares different thread counts here, so read it with care: "
@@ -257,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", help="a folder written by python -m study.compare")
     args = parser.parse_args(argv)
     record, runs_by_level = kept_runs(Path(args.folder))
-    print(render(record, runs_by_level, MIA_SUBSETS))
+    print(render(record, runs_by_level, MIA_SUBSETS, Path(args.folder)))
     return 0
 
 

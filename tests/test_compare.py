@@ -35,7 +35,8 @@ def test_every_method_gets_the_same_budget_and_a_row(compared):
     assert {m: s["trials"] for m, s in record["levels"]["dense"]["studies"].items()} == {"ft": 2, "ga": 2}
     table = (root / "out" / "table.md").read_text()
     for name in ("Retrain", "Original", "FT", "GA", "MIA-Efficacy over 5 subsets", "FT (defaults)", "GA (defaults)",
-                 "ToW", "ToW-MIA", "median", "MIA collapses", "relearn UA", "held-out TPR@1%FPR", "selection set"):
+                 "ToW", "ToW-MIA", "median", "MIA collapses", "relearn UA", "held-out TPR@1%FPR", "selection set",
+                 "On the tuning seed", "defaults' rank"):
         assert name in table
     assert "selection set" in record["selected_on"]
     for method in ("ft", "ga"):  # every trial kept, the defaults trial marked

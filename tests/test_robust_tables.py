@@ -79,3 +79,15 @@ def test_tables_show_medians_defaults_gaps_collapses_probes_and_the_paired_test(
     for needle in ("ToW-MIA", "GA (defaults)", "MIA collapses", "relearn UA", "after 20 fine-tuning steps",
                    "selection set", "median"):
         assert needle in text
+
+
+def test_the_tuning_seed_table_places_the_defaults_among_the_trials(tmp_path):
+    from analysis.compare_table import tuning_table
+
+    folder = tmp_path / "trials" / "dense"
+    folder.mkdir(parents=True)
+    pd.DataFrame({"trial_id": ["a", "b", "c"], "defaults": [False, True, False], "avg_disparity": [3.0, 2.5, 1.0],
+                  "epoch": [4, 2, 8]}).to_csv(folder / "ft.csv", index=False)
+    table = tuning_table(tmp_path, "dense", ["retrain", "ft"]).set_index("method")
+    assert table.loc["FT", "best Avg. Disparity"] == "1.00" and table.loc["FT", "defaults Avg. Disparity"] == "2.50"
+    assert table.loc["FT", "defaults' rank"] == "2 of 3" and table.loc["FT", "defaults' epochs reached"] == "2"
