@@ -18,7 +18,7 @@ def pareto_study(tmp_path_factory, cache_dir, digits_random):
     result = tune_cli("--space", "baselines", "--method", "ft", "--num-samples", "3", "--objective", "pareto",
                       "--storage", str(root), "--name", "front", cache=cache_dir)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    return root / "front", result.stdout
+    return root / "front" / "ft", result.stdout  # a multi-method space keeps each method's study in a folder of its own
 
 
 def test_a_pareto_study_prints_its_front_and_keeps_a_study_the_dashboard_opens(pareto_study):

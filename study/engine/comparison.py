@@ -137,6 +137,9 @@ def tune_method(method: str, request: ComparisonRequest, previous: dict, log: Lo
         log(f"{method}: study FAILED ({err})")
         return {"status": "failed", "reason": str(err), "dir": str(root / method)}
     study_dir = find_study_dir(root) or root / method  # named as the command named --out, not absolute
+    if outcome.missing:  # Ctrl+C: stop the comparison here rather than move on to the next method
+        raise UserError(f"{method}: study interrupted with {outcome.missing} of {outcome.expected} trials unfinished; "
+                        "the same command resumes it")
     record = read_study_record(study_dir) or {}
     if outcome.status != "finished":
         reason = (outcome.failures[-1][1] if outcome.failures else f"study {outcome.status}")
@@ -169,6 +172,7 @@ def run_comparison(request: ComparisonRequest, previous: dict, log: Log) -> dict
     for method in request.methods:  # every space is checked before anything trains
         method_space(method, request)
     request.out.mkdir(parents=True, exist_ok=True)
+    defaults = {method: method_space(method, request)[1].defaults(request.scheme) for method in request.methods}
     studies = {}
     with ExitStack() as stack:
         started: list = []
@@ -179,10 +183,9 @@ def run_comparison(request: ComparisonRequest, previous: dict, log: Log) -> dict
 
         for method in request.methods:
             studies[method] = tune_method(method, request, previous, log, ray_needed)
+            keep_trial_tables({method: studies[method]}, defaults, request)  # kept as soon as a study ends
     failed = {m: r.get("reason", "failed") for m, r in studies.items() if r.get("status") != "finished"}
     configs = chosen_configs(studies, request)
-    defaults = {method: method_space(method, request)[1].defaults(request.scheme) for method in request.methods}
-    keep_trial_tables(studies, defaults, request)
     seeds_seen = {method: {"seed": (record.get("experiment") or {}).get("seed"),
                            "average_seeds": record.get("average_seeds"), "trials": record.get("num_trials"),
                            "status": record.get("status"), "dir": record.get("dir")}
