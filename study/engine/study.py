@@ -297,7 +297,7 @@ def check_request(request: StudyRequest) -> None:
             raise UserError(f"space {request.space.name} runs a grid for {request.method_space.method}; a Pareto "
                             "search needs Optuna's sampler (a space with `search` and no `grid`)")
     if request.method_space.uses_optuna:
-        request.method_space.defaults(request.experiment["forget"].split(":")[0])  # the defaults trial must fit
+        defaults_point(request)  # the defaults trial must fit the space
 
 
 def check_resumable(request: StudyRequest) -> None:

@@ -190,14 +190,16 @@ class RetrainFreeJudge:
         self.held_out_labels = y_source[held_out]
         self.original_held_out = torch.softmax(predict_logits(prepared.original, x_source[held_out], device=device), 1)
 
-    def _accuracies(self, model) -> dict[str, float]:
+    def _accuracies(self, model, forget_logits: torch.Tensor | None = None) -> dict[str, float]:
+        """Accuracies on the sets the score reads (`forget_logits`: the forget set's, when already predicted)."""
         data, device, s = self.prepared.data, self.prepared.device, self.prepared.splits
 
-        def acc(idx):
-            logits = predict_logits(model, data.train_x[idx], device=device)
+        def acc(idx, logits=None):
+            logits = predict_logits(model, data.train_x[idx], device=device) if logits is None else logits
             return 100.0 * float((logits.argmax(1) == data.train_y[idx]).float().mean())
 
-        return {"retain": acc(s.retain), "forget": acc(s.forget), "nonmember": acc(self.split.nonmember_eval),
+        return {"retain": acc(s.retain), "forget": acc(s.forget, forget_logits),
+                "nonmember": acc(self.split.nonmember_eval),
                 "val": acc(self.split.val_remaining)}
 
     def __call__(self, model) -> dict[str, float]:
@@ -217,9 +219,10 @@ class RetrainFreeJudge:
                 results[f"heldout/rmia_{key}"] = value
             aucs.append(results["heldout/rmia_auc"])
         forget = self.prepared.splits.forget
-        results["heldout/rf_jsd"] = rf_jsd(torch.softmax(predict_logits(model, data.train_x[forget], device=device), 1),
-                                           data.train_y[forget], self.original_held_out, self.held_out_labels)
-        accuracy = self._accuracies(model)
+        forget_logits = predict_logits(model, data.train_x[forget], device=device)  # for RF-JSD and the forget gap
+        results["heldout/rf_jsd"] = rf_jsd(torch.softmax(forget_logits, 1), data.train_y[forget],
+                                           self.original_held_out, self.held_out_labels)
+        accuracy = self._accuracies(model, forget_logits)
         components = {
             "forget_gap": abs(accuracy["forget"] - accuracy["nonmember"]),
             "attack_gap": float(np.mean([abs(auc - 0.5) * 200.0 for auc in aucs])),
