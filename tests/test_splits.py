@@ -57,7 +57,8 @@ def test_save_and_load(tmp_path):
 
 
 @pytest.mark.parametrize("text", ["random:0", "random:150", "random:100", "random:-1", "random", "class:x",
-                                  "klass:3", "class:2.5", "", "random:ten"])
+                                  "klass:3", "class:2.5", "", "random:ten", "memorised:0", "memorised:100",
+                                  "memorised"])
 def test_bad_forget_specs(text):
     with pytest.raises(UserError):
         parse_forget_spec(text, num_classes=10)
@@ -66,3 +67,27 @@ def test_bad_forget_specs(text):
 def test_class_out_of_range():
     with pytest.raises(UserError, match="0..9"):
         parse_forget_spec("class:99", num_classes=10)
+
+
+def test_a_memorised_forget_set_is_the_top_scoring_part_of_the_training_set():
+    spec = parse_forget_spec("memorized:10")  # either spelling
+    assert str(spec) == "memorised:10" and spec.scheme == "random" and not spec.is_classwise
+    scores = np.full(1000, np.nan)
+    plain = make_splits(TRAIN_Y, TEST_Y, parse_forget_spec("random:10"), seed=2, val_size=100, select_size=50)
+    scores[plain.train] = (plain.train * 7919) % 1000 / 1000.0  # a fixed, scrambled ranking
+    scores[plain.train[:5]] = 2.0  # five ties at the top: the lowest indices win nothing, all five are in
+    split = make_splits(TRAIN_Y, TEST_Y, spec, seed=2, val_size=100, select_size=50, scores=scores)
+    assert np.array_equal(split.train, plain.train) and np.array_equal(split.val, plain.val)
+    assert np.array_equal(split.select, plain.select) and len(split.forget) == 85
+    ranked = plain.train[np.argsort(-scores[plain.train], kind="stable")]
+    assert np.array_equal(split.forget, np.sort(ranked[:85]))
+    assert set(plain.train[:5]) <= set(split.forget)
+    assert scores[split.retain].max() <= scores[split.forget].min()
+    with pytest.raises(ValueError, match="memorised"):
+        make_splits(TRAIN_Y, TEST_Y, spec, seed=2, val_size=100)  # no scores
+
+
+def test_the_schemes_methods_follow():
+    from study.core.splits import forget_scheme
+
+    assert [forget_scheme(t) for t in ("random:10", "class:0", "memorised:5")] == ["random", "class", "random"]

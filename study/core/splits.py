@@ -12,6 +12,10 @@ and MIA-Efficacy non-members are read there, so the test numbers a table reports
 seen by the search that chose the configuration. With a fixed `train_size` and a pool larger
 than validation + training (the Fashion-MNIST proxy), carving it leaves the training set, and so
 the original, as it was without it; otherwise the training set gives up those images.
+
+A `memorised:<pct>` forget set is the exception to "pure function of labels": it is the pct% of
+the training set with the highest memorisation scores (`study.experiment.memorisation`), so
+`make_splits` takes those scores; they come from cached models, so the split still repeats.
 """
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ from study.core.errors import UserError
 
 @dataclass(frozen=True)
 class ForgetSpec:
-    """`random:<pct>` (a uniformly drawn percentage of train) or `class:<k>` (all of class k)."""
+    """`random:<pct>` (a uniformly drawn percentage of train), `class:<k>` (all of class k) or
+    `memorised:<pct>` (the percentage of train the original has memorised most)."""
 
     kind: str
     value: float
@@ -37,15 +42,35 @@ class ForgetSpec:
     def is_classwise(self) -> bool:
         return self.kind == "class"
 
+    @property
+    def needs_scores(self) -> bool:
+        """Whether the forget set is chosen by memorisation scores (models must exist first)."""
+        return self.kind == "memorised"
+
+    @property
+    def scheme(self) -> str:
+        """How methods treat the forget set: `class` or `random` (sample-wise; a memorised set is
+        forgotten like a random one, with the same defaults and spaces)."""
+        return "class" if self.is_classwise else "random"
+
+
+SPEC_KINDS = {"random": "random", "class": "class", "memorised": "memorised", "memorized": "memorised"}
+
+
+def forget_scheme(text: str) -> str:
+    """`class` or `random` for a forget spec's text: the scheme methods' defaults and spaces follow."""
+    return parse_forget_spec(text).scheme
+
 
 def parse_forget_spec(text: str, num_classes: int | None = None) -> ForgetSpec:
-    """Parse `random:10` or `class:3`; refuse anything that would make an empty or total forget set."""
-    match = re.fullmatch(r"\s*(random|class):\s*([0-9]+(?:\.[0-9]*)?)\s*", str(text))
+    """Parse `random:10`, `class:3` or `memorised:10`; refuse anything that would make an empty or
+    total forget set."""
+    match = re.fullmatch(r"\s*(random|class|memorised|memorized):\s*([0-9]+(?:\.[0-9]*)?)\s*", str(text))
     if not match:
-        raise UserError(f"malformed forget spec {text!r}; expected 'random:<percent>' (e.g. random:10) "
-                        "or 'class:<index>' (e.g. class:3)")
-    kind, number = match.group(1), float(match.group(2))
-    if kind == "random" and not 0 < number < 100:
+        raise UserError(f"malformed forget spec {text!r}; expected 'random:<percent>' (e.g. random:10), "
+                        "'class:<index>' (e.g. class:3) or 'memorised:<percent>' (e.g. memorised:10)")
+    kind, number = SPEC_KINDS[match.group(1)], float(match.group(2))
+    if kind in ("random", "memorised") and not 0 < number < 100:
         raise UserError(f"forget spec {text!r}: the percentage must be strictly between 0 and 100")
     if kind == "class":
         if number != int(number):
@@ -98,39 +123,59 @@ class Splits:
             raise UserError(f"split file {path} is missing or corrupted: {err}") from err
 
 
-def make_splits(train_y: np.ndarray, test_y: np.ndarray, spec: ForgetSpec, seed: int,
-                val_size: int, train_size: int | None = None, select_size: int = 0) -> Splits:
-    """Carve validation, the selection set (the pool's last `select_size`) and an optional
-    fixed-size training subset from the train pool, then the forget set."""
-    train_y = np.asarray(train_y)
-    test_y = np.asarray(test_y)
-    num_classes = int(max(train_y.max(), test_y.max())) + 1
-    if spec.is_classwise and not 0 <= spec.value < num_classes:
-        raise UserError(f"forget spec {spec}: class index must be in 0..{num_classes - 1} for this dataset")
-    if val_size <= 0 or val_size >= len(train_y):
-        raise UserError(f"validation size {val_size} must be between 1 and {len(train_y) - 1}")
-    # The pool split depends on the seed only, not on the forget spec, so random and
-    # class-wise runs with the same seed share one original model.
-    if select_size < 0 or val_size + select_size >= len(train_y):
+def pool_split(pool_size: int, seed: int, val_size: int, train_size: int | None = None,
+               select_size: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(validation, training, selection) indices of a training pool: the part of the split that
+    depends on the seed only, not on the forget spec, so random, class-wise and memorised runs with
+    the same seed share one original model."""
+    if val_size <= 0 or val_size >= pool_size:
+        raise UserError(f"validation size {val_size} must be between 1 and {pool_size - 1}")
+    if select_size < 0 or val_size + select_size >= pool_size:
         raise UserError(f"selection size {select_size} must be 0 or more and leave training samples beside "
-                        f"a validation set of {val_size} (the pool has {len(train_y)})")
-    pool = np.random.Generator(np.random.PCG64(seed)).permutation(len(train_y))
+                        f"a validation set of {val_size} (the pool has {pool_size})")
+    pool = np.random.Generator(np.random.PCG64(seed)).permutation(pool_size)
     val = np.sort(pool[:val_size])
-    train = pool[val_size:len(pool) - select_size]
-    select = np.sort(pool[len(pool) - select_size:]) if select_size else np.zeros(0, dtype=np.int64)
+    train = pool[val_size:pool_size - select_size]
+    select = np.sort(pool[pool_size - select_size:]) if select_size else np.zeros(0, dtype=np.int64)
     if train_size is not None:
         if train_size > len(train):
             raise UserError(f"training subset of {train_size} asked for, but only {len(train)} samples remain "
                             f"after a validation set of {val_size} and a selection set of {select_size}")
         train = train[:train_size]
-    train = np.sort(train)
+    return val, np.sort(train), select
+
+
+def _forget_count(spec: ForgetSpec, train_size: int) -> int:
+    count = int(round(train_size * spec.value / 100.0))
+    if count == 0 or count == train_size:
+        raise UserError(f"forget spec {spec} gives {count} of {train_size} training samples; "
+                        "the forget set and the retain set must both be non-empty")
+    return count
+
+
+def make_splits(train_y: np.ndarray, test_y: np.ndarray, spec: ForgetSpec, seed: int,
+                val_size: int, train_size: int | None = None, select_size: int = 0,
+                scores: np.ndarray | None = None) -> Splits:
+    """Carve validation, the selection set (the pool's last `select_size`) and an optional
+    fixed-size training subset from the train pool, then the forget set. A memorised spec needs
+    `scores`, one per training-pool index (only the training indices' are read); the highest
+    are forgotten, ties broken by index."""
+    train_y = np.asarray(train_y)
+    test_y = np.asarray(test_y)
+    num_classes = int(max(train_y.max(), test_y.max())) + 1
+    if spec.is_classwise and not 0 <= spec.value < num_classes:
+        raise UserError(f"forget spec {spec}: class index must be in 0..{num_classes - 1} for this dataset")
+    val, train, select = pool_split(len(train_y), seed, val_size, train_size, select_size)
     forget_rng = np.random.Generator(np.random.PCG64([seed, 1]))
-    if spec.kind == "random":
-        count = int(round(len(train) * spec.value / 100.0))
-        if count == 0 or count == len(train):
-            raise UserError(f"forget spec {spec} gives {count} of {len(train)} training samples; "
-                            "the forget set and the retain set must both be non-empty")
-        forget = np.sort(forget_rng.choice(train, size=count, replace=False))
+    if not spec.is_classwise:
+        count = _forget_count(spec, len(train))
+        if spec.needs_scores:
+            if scores is None or len(scores) != len(train_y) or not np.isfinite(scores[train]).all():
+                raise ValueError("a memorised forget set needs one finite score per training-pool index")
+            order = np.lexsort((train, -np.asarray(scores)[train]))  # highest score first, then lowest index
+            forget = np.sort(train[order[:count]])
+        else:
+            forget = np.sort(forget_rng.choice(train, size=count, replace=False))
         test = np.arange(len(test_y))
         test_forget = np.zeros(0, dtype=np.int64)
         select_forget = np.zeros(0, dtype=np.int64)

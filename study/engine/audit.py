@@ -42,7 +42,7 @@ class AuditRow:
 def _audit_model(config_dict: dict, cache_dir: str, role: str, index: int) -> str:
     """Train (or find) one audit model; returns its cache folder. Runs in a Ray task or inline."""
     config = ExperimentConfig.from_dict(config_dict)
-    data, _, splits = load_experiment(config)
+    data, _, splits = load_experiment(config, ArtifactCache(cache_dir))
     train_idx = splits.train if role == "original" else splits.retain
     model_seed = config.seed * 10000 + SEED_OFFSETS[role] + index
     return str(trained_model(ArtifactCache(cache_dir), config, data, f"audit-{role}", train_idx, model_seed).folder)
@@ -88,7 +88,7 @@ def audit_rows(config: ExperimentConfig, cache_dir: str, methods: list[tuple[str
         raise UserError("the audit runs dense models; drop --sparsity")
     if k < 3:
         raise UserError(f"--k must be at least 3 (got {k}): the leave-one-out fits need two models per side")
-    data, spec, splits = load_experiment(config)
+    data, spec, splits = load_experiment(config, ArtifactCache(cache_dir), log=log)
     log(f"audit: {config.dataset}/{config.model}, forget {config.forget} ({len(splits.forget)} examples), K = {k}")
     folders = train_audit_models(config, cache_dir, k, workers, with_reference=True, log=log)
     load = lambda f: load_model_files(Path(f), config.model, data.image_shape[0], data.num_classes)  # noqa: E731

@@ -27,6 +27,7 @@ from typing import Callable
 from study.core.cache import ArtifactCache
 from study.core.errors import TrainingDiverged, UserError
 from study.core.progress import Log
+from study.core.splits import forget_scheme
 from study.core.staging import write_file_atomically
 from study.engine.ray_cluster import ray_session
 from study.engine.seed_runs import RowProbes, rows_per_seed
@@ -78,7 +79,7 @@ class ComparisonRequest:
 
     @property
     def scheme(self) -> str:
-        return self.experiment.forget.split(":")[0]
+        return forget_scheme(self.experiment.forget)
 
     def header(self) -> dict:
         """What compare.json records of the comparison as a whole (a rerun must match it)."""

@@ -27,6 +27,7 @@ from typing import Any
 from study.core.cache import ArtifactCache
 from study.core.errors import UserError
 from study.core.progress import Log
+from study.core.splits import forget_scheme
 from study.engine.spaces import MethodSpace, SearchSpace
 from study.evaluation.names import METRIC_NAMES, OBJECTIVES, PARETO, PARETO_OBJECTIVES
 from study.experiment.config import ExperimentConfig
@@ -258,7 +259,7 @@ def build_tuner(request: StudyRequest, threads: int):
 
 def defaults_point(request: StudyRequest) -> dict:
     """The study's first trial: the method's documented defaults for the searched keys (flattened)."""
-    return request.method_space.defaults_point(request.experiment, request.experiment["forget"].split(":")[0])
+    return request.method_space.defaults_point(request.experiment, forget_scheme(request.experiment["forget"]))
 
 
 def optuna_search(request: StudyRequest):

@@ -67,7 +67,7 @@ class ExperimentField:
 EXPERIMENT_FIELDS = (
     ExperimentField("dataset", str, "digits, fashion-mnist, cifar10 or cifar100 (default: the preset's)"),
     ExperimentField("model", str, "cnn, resnet18-narrow or resnet18 (default: the preset's)"),
-    ExperimentField("forget", str, "random:<percent> or class:<index> (default random:10)"),
+    ExperimentField("forget", str, "random:<percent>, class:<index> or memorised:<percent> (default random:10)"),
     ExperimentField("seed", int, "split, initialisation and unlearning seed (default 0)", in_spaces=False),
     ExperimentField("sparsity", float, "one-shot magnitude pruning of the original, e.g. 0.95 (default 0 = dense)"),
     ExperimentField("epochs", int, "training recipe epochs for original/Retrain"),

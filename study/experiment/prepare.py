@@ -19,7 +19,7 @@ from study.core.errors import UserError
 from study.core.models import Defender, build_model
 from study.core.progress import Log
 from study.core.pruning import apply_masks, copy_model, masks_of, omp_prune
-from study.core.splits import ForgetSpec, Splits, make_splits, parse_forget_spec
+from study.core.splits import ForgetSpec, Splits, make_splits, parse_forget_spec, pool_split
 from study.evaluation.evaluate import evaluate_model
 from study.evaluation.metrics import retrain_gaps
 from study.experiment.artifacts import trained_model
@@ -125,8 +125,10 @@ def cached_evaluation(cache: ArtifactCache, model_key: dict, model: torch.nn.Mod
                         "to recompute it") from None
 
 
-def load_experiment(config: ExperimentConfig) -> tuple[ImageDataset, ForgetSpec, Splits]:
-    """The data, forget spec and split an experiment names (checked before anything trains)."""
+def load_experiment(config: ExperimentConfig, cache: ArtifactCache | None = None, device: str = "cpu",
+                    log: Log | None = None) -> tuple[ImageDataset, ForgetSpec, Splits]:
+    """The data, forget spec and split an experiment names (checked before anything trains, except
+    for a memorised forget set: its scores need the original and the fold models, from `cache`)."""
     from study.core.models import MODELS
 
     if config.model not in MODELS:
@@ -136,15 +138,23 @@ def load_experiment(config: ExperimentConfig) -> tuple[ImageDataset, ForgetSpec,
     config.recipe.validate()
     data = load_dataset(config.dataset, config.data_root, config.download)
     spec = parse_forget_spec(config.forget, data.num_classes)
-    splits = make_splits(data.train_y.numpy(), data.test_y.numpy(), spec, config.seed,
-                         val_size=config.val_size, train_size=config.train_size, select_size=config.select_size)
+    sizes = dict(val_size=config.val_size, train_size=config.train_size, select_size=config.select_size)
+    scores = None
+    if spec.needs_scores:
+        if cache is None:
+            raise UserError(f"forget spec {spec} needs an artifact cache for its memorisation scores")
+        from study.experiment.memorisation import memorisation_scores
+
+        _, train_idx, _ = pool_split(len(data.train_y), config.seed, **sizes)
+        scores = memorisation_scores(config, data, train_idx, cache, device, log)
+    splits = make_splits(data.train_y.numpy(), data.test_y.numpy(), spec, config.seed, scores=scores, **sizes)
     return data, spec, splits
 
 
 def prepare(config: ExperimentConfig, cache: ArtifactCache, device: str = "cpu", need_retrain: bool = True,
             log: Log = print) -> Prepared:
     """Load data, build the split, and fetch (or train once) the original and Retrain models."""
-    data, spec, splits = load_experiment(config)
+    data, spec, splits = load_experiment(config, cache, device, log)
     in_channels = data.image_shape[0]
     dense = trained_model(cache, config, data, "original", splits.train, config.seed, device, log)
     original, original_seconds, original_key = dense.model, dense.seconds, dense.key
