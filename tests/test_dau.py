@@ -290,3 +290,40 @@ def test_noisy_copies_in_chunks_match_one_forward_to_within_the_noise(digits_ran
         assert torch.corrcoef(torch.stack([joint, split]))[0, 1] > 0.9
         features = results[None].features
         assert (results[chunk].features - features).abs().max() < 1e-3 * features.abs().max()
+
+
+def test_detach_validation_takes_the_validation_outputs_out_of_the_defenders_gradient(digits_random):
+    """With `detach_validation` the defender's unlearning loss has the gradient it would have if the
+    validation outputs came from a frozen copy of the model; without it the validation branch adds
+    gradient of its own (the reference moves validation outputs too)."""
+    data = digits_random.unlearn_data()
+    fx, fy, vx, vy = data.forget_x[:32], data.forget_y[:32], data.val_x[:32], data.val_y[:32]
+
+    def gradient(detach: bool, frozen_validation: bool) -> torch.Tensor:
+        method = build_method("dau", {**FAST_DAU, "detach_validation": detach, "gamma": 0.01})
+        method.setup(digits_random.fresh_original(), data)
+        method.attacker.eval()
+        method.model.train()
+        forget_in = method._inputs(fx, fy, torch.Generator().manual_seed(1))
+        val_in = method._inputs(vx, vy, torch.Generator().manual_seed(2))
+        if frozen_validation:
+            val_in = val_in.detached()
+        loss, _ = method.unlearning_loss(forget_in, val_in)
+        method.optimizer.zero_grad()
+        loss.backward()
+        return torch.cat([p.grad.flatten() for p in method.model.parameters() if p.grad is not None])
+
+    detached = gradient(detach=True, frozen_validation=False)
+    assert torch.allclose(detached, gradient(detach=False, frozen_validation=True), atol=1e-7)
+    assert not torch.allclose(detached, gradient(detach=False, frozen_validation=False), atol=1e-5)
+
+
+def test_attacker_steps_update_the_attacker_that_many_times_per_defender_step(digits_random):
+    data = digits_random.unlearn_data()
+    for steps in (1, 3):
+        method = build_method("dau", {**FAST_DAU, "attacker_steps": steps})
+        method.setup(digits_random.fresh_original(), data)
+        method.iteration(data.retain_x[:32], data.retain_y[:32])
+        method.iteration(data.retain_x[:32], data.retain_y[:32])
+        adam_steps = {int(state["step"]) for state in method.attacker_optimizer.state.values()}
+        assert adam_steps == {2 * steps} and method.defender_iterations == 2

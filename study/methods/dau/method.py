@@ -34,6 +34,11 @@ one forward of (1 + m) x B images with gradients runs about half as fast per ima
 copies differ by the 1e-3 noise only (tests/test_dau.py checks how far the inputs move).
 Additions of this project, off by default: `repair_decay` anneals the rate after the switch to
 0 by a cosine; `bt_projector` applies Barlow Twins on a projector head (the paper's Sec. 3.4).
+Two more exist to ask why DAU under-forgets random data (`bench/dau_ablations.py`):
+`detach_validation` stops the defender's loss from moving the validation outputs (with the labels
+swapped, the reference's loss also pushes validation images to look like members, so the game can
+be won by moving validation toward the forget set instead of the reverse), and `attacker_steps`
+gives the attacker more updates per defender step (is a stronger attacker a stronger teacher?).
 """
 from __future__ import annotations
 
@@ -155,6 +160,12 @@ class DAU(UnlearningMethod):
         Hyperparam("repair_decay", bool, False,
                    help="after the switch, decay the defender learning rate by a cosine to 0 over the remaining "
                         "iterations (not in SPEC.md; false = constant, as SPEC.md)"),
+        Hyperparam("detach_validation", bool, False,
+                   help="the defender's adversarial and Barlow Twins terms read the validation outputs detached, so "
+                        "only the forget outputs move (an ablation; false = the reference)"),
+        Hyperparam("attacker_steps", int, 1, 1, 100,
+                   help="attacker updates per defender step on the same detached batch (an ablation; 1 = the "
+                        "reference)"),
     )
 
     shared_artifact_keys = ("attacker_pretrain_seconds",)
@@ -276,6 +287,8 @@ class DAU(UnlearningMethod):
     def unlearning_loss(self, forget_in: AttackInputs, val_in: AttackInputs) -> tuple[torch.Tensor, dict]:
         """alpha * L_adv (+ gamma * BT) on the same graph-connected outputs the attacker just trained on."""
         n = len(forget_in.outputs)
+        if self.detach_validation:
+            val_in = val_in.detached()
         with frozen(self.attacker):
             logits = self.attacker(*AttackInputs.joint(forget_in, val_in))
         adversarial = defender_adversarial_loss(logits[:n], logits[n:], self.non_saturating)
@@ -301,7 +314,8 @@ class DAU(UnlearningMethod):
         elif self.beta > 0:
             fx, fy, vx, vy = self._paired_batches()
             forget_in, val_in = self._inputs(fx, fy), self._inputs(vx, vy)
-            logs.update(self.attacker_step(forget_in, val_in))
+            for _ in range(self.attacker_steps):
+                logs.update(self.attacker_step(forget_in, val_in))
             unlearning, unlearning_logs = self.unlearning_loss(forget_in, val_in)
             logs.update(unlearning_logs)
             total = total + self.beta * unlearning
