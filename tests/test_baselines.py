@@ -15,6 +15,7 @@ FAST = {
     "ft": {"epochs": 1}, "ga": {"epochs": 1}, "neggrad+": {"epochs": 1}, "rl": {"epochs": 1},
     "l1-sparse": {"epochs": 1}, "salun": {"epochs": 1}, "scrub": {"epochs": 1, "max_epochs": 1},
     "ff": {"num_samples": 64, "alpha": 1e-6}, "iu": {"num_samples": 64}, "ssd": {"alpha": 2.0},
+    "scissorhands": {"epochs": 1},
     "lotus": {"epochs": 1, "lr": 1e-3}, "sfr-on": {"iters": 10},
     "dau": {"attacker_pretrain_iters": 5, "epochs": 1, "noise_copies": 2},
 }
@@ -55,7 +56,7 @@ def test_ga_raises_forget_loss(digits_random):
     assert after > before
 
 
-@pytest.mark.parametrize("name", ["ft", "ga", "ff", "iu", "salun", "scrub"])
+@pytest.mark.parametrize("name", ["ft", "ga", "ff", "iu", "salun", "scrub", "scissorhands"])
 def test_masks_survive(digits_sparse, name):
     masks = masks_of(digits_sparse.original)
     result = run_method(digits_sparse, build_method(name, FAST[name]), log=lambda s: None)

@@ -1,6 +1,6 @@
 """The methods, by name: every `UnlearningMethod` subclass registers itself when defined.
 
-Importing this package defines the project's own methods (the baselines, DAU, LoTUS, SFR-on, SSD); a method
+Importing this package defines the project's own methods (the baselines, DAU, LoTUS, SFR-on, SSD, Scissorhands); a method
 defined elsewhere (a plug-in, a test's toy method) joins the same registry when its module is
 imported, and `method_class(name, module)` imports that module first (how a Ray worker finds it).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 from study.core.errors import UserError
-from study.methods import baselines, dau, lotus, sfron, ssd  # noqa: F401  (defining them registers them)
+from study.methods import baselines, dau, lotus, scissorhands, sfron, ssd  # noqa: F401  (defining them registers them)
 from study.methods.base import REGISTRY, Hyperparam, UnlearningMethod
 
 METHODS = REGISTRY  # name -> class, in definition order (the tables' order)
