@@ -2,9 +2,13 @@
 address, then `study.tune --address`. The installed Ray turns on token authentication for such
 a cluster; the driver must present the token `ray start` keeps, with nothing set by hand."""
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -27,9 +31,9 @@ def _clean_env() -> dict:
     return env
 
 
-def _ray_processes_of(port: int) -> list[str]:
-    """Command lines of running processes that belong to the cluster on `port`."""
-    found = []
+def _ray_processes_of(port: int) -> dict[int, str]:
+    """Running processes that belong to the cluster on `port`: pid -> command line."""
+    found = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
@@ -37,8 +41,26 @@ def _ray_processes_of(port: int) -> list[str]:
         except OSError:
             continue
         if f"gcs_server_port={port}" in line or f"127.0.0.1:{port}" in line:
-            found.append(line[:200])
+            found[int(pid)] = line[:200]
     return found
+
+
+def _stop_cluster(port: int) -> None:
+    """Stop this test's cluster only. `ray stop` would end every Ray process on the machine, a
+    user's running study included; the cluster's processes all name its port, and its workers
+    exit with their raylet."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in _ray_processes_of(port):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + 15
+        while _ray_processes_of(port) and time.time() < deadline:
+            time.sleep(0.5)
+    current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"  # what `ray stop` would clear
+    if current.is_file() and f":{port}" in current.read_text():
+        current.unlink(missing_ok=True)
 
 
 def test_a_study_runs_on_a_cluster_started_with_ray_start(tmp_path, cache_dir):
@@ -59,10 +81,10 @@ def test_a_study_runs_on_a_cluster_started_with_ray_start(tmp_path, cache_dir):
                           "--address", f"127.0.0.1:{port}", cache=cache_dir, env=_clean_env())
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     finally:
-        subprocess.run([*RAY, "stop", "--force"], capture_output=True, text=True, timeout=180, env=_clean_env())
+        _stop_cluster(port)
         if not token_existed:
             RAY_TOKEN_FILE.unlink(missing_ok=True)
-    assert _ray_processes_of(port) == []
+    assert _ray_processes_of(port) == {}
     trials = load_study(storage / "cluster")
     assert len(trials) == 2 and set(trials["status"]) == {"TERMINATED"}
     ranked = subprocess.run([sys.executable, "-m", "analysis.rank", str(storage / "cluster")], capture_output=True,

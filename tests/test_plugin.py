@@ -1,8 +1,8 @@
 """The plug-in contract: a method is one class plus one search-space section, nothing else.
 
 The toy methods below are defined here and nowhere in the project. Defining them registers them;
-they then run through `study.run`, a 2-trial `study.tune` (whose Ray workers import this module
-to find them) and `study.compare`, exactly as the project's own methods do. The studies run as a
+they then run through `study.run` and `study.compare` (a 2-trial Ray study, whose workers import
+this module to find them), exactly as the project's own methods do. The studies run as a
 user of a plug-in would start them: a process that imports the plug-in's module, then calls the
 command's entry point (each in a process of its own, so Ray starts afresh).
 """
@@ -86,16 +86,15 @@ def _with_plugin(command: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_a_toy_method_is_tuned_and_compared(cache_dir, digits_random, toy_space, tmp_path):
-    tuned = _with_plugin("tune", "--space", str(toy_space), "--storage", str(tmp_path / "studies"),
-                         "--name", "toy", "--epochs", str(FAST_EPOCHS), "--cache-dir", str(cache_dir), "--quiet")
-    assert tuned.returncode == 0, tuned.stdout[-2000:] + tuned.stderr[-2000:]
-    trials = list((tmp_path / "studies" / "toy").glob("trial_*/params.json"))
-    assert len(trials) == 2
-    assert all(json.loads(p.read_text())["method_module"] == __name__ for p in trials)
-
+    """`study.compare` tunes the toy method in a Ray study (its workers import this module to find
+    it, as `study.tune`'s do: one trial path) and tabulates it; the probes are tested elsewhere."""
     compared = _with_plugin("compare", "--methods", "toy-shrink", "--space", f"toy-shrink={toy_space}",
                             "--budget", "2", "--tune-seeds", "0", "--eval-seeds", "1", "--epochs", str(FAST_EPOCHS),
-                            "--cache-dir", str(cache_dir), "--out", str(tmp_path / "compare"), "--quiet")
+                            "--relearn", "0", "--no-heldout", "--cache-dir", str(cache_dir),
+                            "--out", str(tmp_path / "compare"), "--quiet")
     assert compared.returncode == 0, compared.stdout[-2000:] + compared.stderr[-2000:]
+    trials = list((tmp_path / "compare" / "studies").glob("**/trial_*/params.json"))
+    assert len(trials) == 2
+    assert all(json.loads(p.read_text())["method_module"] == __name__ for p in trials)
     table = (tmp_path / "compare" / "table.md").read_text()
     assert "| toy-shrink |" in table and "Retrain" in table

@@ -98,8 +98,9 @@ def test_killed_study_resumes_and_keeps_finished_trials(tmp_path, digits_random,
     # FT trials: the resume path is the same for every method, and FT's trials cost a fraction of DAU's.
     # Each runs 20 short epochs (evaluated once, at the end, under FIFO), so that a trial lasts a few
     # seconds even on a fast machine and the kill lands mid-study (with 2 epochs, a fast machine
-    # finished all 8 trials before the kill).
-    trials = 8
+    # finished all 8 trials before the kill): one at a time, 4 trials need at least 3 more trial
+    # lengths after the first ends, against the 3-5 s the kill waits.
+    trials = 4
     space = write_space(tmp_path, method="ft", fixed={"epochs": 20}, search={"lr": {"loguniform": [1e-3, 1e-1]}},
                         study={"num_samples": trials, "max_concurrent": 1})
     storage, name = tmp_path / "studies", "killed"
