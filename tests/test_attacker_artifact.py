@@ -69,14 +69,17 @@ def test_a_snapshot_equals_a_pass_of_that_length(digits_random, tmp_path, counte
     assert any(not torch.equal(longer.state[k], alone.state[k]) for k in alone.state)
 
 
-def test_a_pass_stores_the_standard_lengths_below_it(digits_random, tmp_path, counted_passes):
+def test_a_pass_stores_the_standard_lengths_below_it(digits_random, tmp_path, counted_passes, monkeypatch):
+    import study.methods.dau.store as store_module
+
+    monkeypatch.setattr(store_module, "STANDARD_LENGTHS", (0, 10, 20))  # (0, 250, 500, ...), 25 times shorter
     members, val = _members_and_val(digits_random)
     store = AttackerStore(SharedContext(ArtifactCache(tmp_path), {"test": 3}, digits_random.original, members, val, 10,
                                         digits_random.data.pixel_std, "cpu", log=lambda s: None))
-    store.ensure(AttackerSettings(**{**SETTINGS.key(), "iters": 260}), [260])
-    for n in (0, 250, 260):
+    store.ensure(AttackerSettings(**{**SETTINGS.key(), "iters": 12}), [12])
+    for n in (0, 10, 12):
         assert store.cache.has(store.key(AttackerSettings(**{**SETTINGS.key(), "iters": n})))
-    assert not store.cache.has(store.key(AttackerSettings(**{**SETTINGS.key(), "iters": 500})))
+    assert not store.cache.has(store.key(AttackerSettings(**{**SETTINGS.key(), "iters": 20})))
     assert len(counted_passes) == 1
 
 
