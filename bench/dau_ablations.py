@@ -42,7 +42,8 @@ from study.core.inference import predict_logits  # noqa: E402
 from study.core.staging import write_file_atomically  # noqa: E402
 from study.experiment.config import experiment_from_preset  # noqa: E402
 from study.experiment.prepare import Prepared, prepare  # noqa: E402
-from study.methods import build_method  # noqa: E402
+from study.core.splits import forget_scheme  # noqa: E402
+from study.methods import build_method, method_class  # noqa: E402
 
 REFERENCE_STEPS = 477  # the reference's defender steps on CIFAR-10 (3 epochs of 159 retain batches)
 VARIANTS = {"reference": {}, "detach-validation": {"detach_validation": True},
@@ -161,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     common = parse_params(args.param)
     if {"epochs", *(key for changes in VARIANTS.values() for key in changes)} & set(common):
         raise UserError("-p may not set epochs or what a variant changes; the variants set those")
-    short_epochs = build_method("dau", common).num_epochs
+    setting = experiment_from_preset(args.preset, forget=args.forget)
+    short_epochs = method_class("dau").documented_defaults(forget_scheme(args.forget), setting.dataset,
+                                                           setting.sparsity)["epochs"]
     for seed in args.seeds:
         overrides = {"epochs": args.epochs} if args.epochs else {}
         experiment = experiment_from_preset(args.preset, forget=args.forget, seed=seed, **overrides)

@@ -235,8 +235,34 @@ def test_scheme_defaults_follow_the_reference(digits_random, digits_classwise):
     assert (random_run.defender_lr, random_run.switch_at) == (0.01, None)
     assert (classwise_run.defender_lr, classwise_run.switch_at, classwise_run.repair_lr) == (0.02, 30, 0.01)
     defaults = build_method("dau")
-    assert (defaults.batch_size, defaults.epochs, defaults.use_softmax, defaults.attacker_pretrain_iters) == (
+    assert (defaults.batch_size, defaults.num_epochs, defaults.use_softmax, defaults.attacker_pretrain_iters) == (
         256, 3, False, None)
+
+
+@pytest.mark.parametrize("dataset, sparsity, classwise, expected", [  # lr, epochs, switch, rate after it
+    ("cifar10", 0.0, False, (0.01, 3, None, 0.01)),  # random_script.sh
+    ("cifar100", 0.0, False, (0.01, 5, None, 0.01)),
+    ("cifar10", 0.95, False, (0.03, 3, None, 0.03)),
+    ("cifar100", 0.95, False, (0.01, 5, None, 0.01)),
+    ("cifar10", 0.0, True, (0.02, 3, 30, 0.01)),  # classwise_script.sh
+    ("cifar100", 0.0, True, (0.02, 5, 30, 0.02)),
+    ("cifar10", 0.95, True, (0.02, 3, 20, 0.01)),
+    ("cifar100", 0.95, True, (0.02, 5, 20, 0.02)),
+    ("fashion-mnist", 0.95, True, (0.02, 3, 20, 0.01)),  # other datasets: CIFAR-10's commands
+])
+def test_each_setting_takes_the_reference_command_written_for_it(digits_random, digits_classwise, dataset, sparsity,
+                                                                 classwise, expected):
+    import dataclasses
+
+    from study.methods import method_class
+
+    prepared = digits_classwise if classwise else digits_random
+    data = dataclasses.replace(prepared.unlearn_data(), dataset=dataset, sparsity=sparsity)
+    method = build_method("dau", {key: value for key, value in FAST_DAU.items() if key != "epochs"})
+    method.setup(prepared.fresh_original(), data)
+    assert (method.defender_lr, method.num_epochs, method.switch_at, method.repair_lr) == expected
+    documented = method_class("dau").documented_defaults("class" if classwise else "random", dataset, sparsity)
+    assert tuple(documented[key] for key in ("lr", "epochs", "stop_iter", "stop_unlearn_lr")) == expected
 
 
 def test_the_default_pretraining_length_is_the_references_bounded_loop():

@@ -173,7 +173,8 @@ def run_comparison(request: ComparisonRequest, previous: dict, log: Log) -> dict
     for method in request.methods:  # every space is checked before anything trains
         method_space(method, request)
     request.out.mkdir(parents=True, exist_ok=True)
-    defaults = {method: method_space(method, request)[1].defaults(request.scheme) for method in request.methods}
+    setting = (request.scheme, request.experiment.dataset, request.experiment.sparsity)
+    defaults = {method: method_space(method, request)[1].defaults(*setting) for method in request.methods}
     studies = {}
     with ExitStack() as stack:
         started: list = []

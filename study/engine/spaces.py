@@ -56,11 +56,11 @@ class MethodSpace:
             target[key] = tune.grid_search(list(values))
         return params, experiment
 
-    def defaults(self, scheme: str) -> dict[str, Any]:
+    def defaults(self, scheme: str, dataset: str | None = None, sparsity: float = 0.0) -> dict[str, Any]:
         """The method's documented defaults for the searched hyperparameters, beside the fixed ones:
         the configuration every study runs first (so a tuned result is never worse than the defaults
         on the tuning seed). A default that the search cannot give is refused, naming the key."""
-        documented = method_class(self.method).documented_defaults(scheme)
+        documented = method_class(self.method).documented_defaults(scheme, dataset, sparsity)
         point = dict(self.fixed)
         for name, spec in self.search.items():
             if name.startswith("experiment."):
@@ -80,7 +80,7 @@ class MethodSpace:
         """`defaults` as OptunaSearch's `points_to_evaluate` entry: the searched keys only, flattened as
         Ray flattens the Trainable's config (`params/lr`, `experiment/sparsity`); a searched experiment
         key takes the experiment's value when the search can give it, else its first choice."""
-        defaults = self.defaults(scheme)
+        defaults = self.defaults(scheme, experiment.get("dataset"), float(experiment.get("sparsity") or 0.0))
         point = {}
         for name, spec in self.search.items():
             if name.startswith("experiment."):

@@ -57,7 +57,7 @@ class Prepared:
         return UnlearnData(d.train_x[s.retain], d.train_y[s.retain], d.train_x[s.forget], d.train_y[s.forget],
                            d.train_x[s.val], d.train_y[s.val], d.num_classes, d.augmentation,
                            self.config.seed, self.device, self.spec.is_classwise, d.pixel_std,
-                           self.shared_context(log))
+                           self.shared_context(log), dataset=self.config.dataset, sparsity=self.config.sparsity)
 
     def fresh_original(self) -> Defender:
         """A private copy of the original model (masks kept) for one method to modify."""

@@ -44,3 +44,5 @@ class UnlearnData:
     classwise: bool = False  # a whole class is forgotten (methods may follow a class-wise protocol)
     pixel_std: tuple[float, ...] = (1.0,)  # per-channel std of the normalisation (noise is given on [0, 1])
     shared: SharedContext | None = None  # None: no cache, a method builds what it shares for itself
+    dataset: str = ""  # the experiment's dataset and sparsity, for methods whose defaults depend on the
+    sparsity: float = 0.0  # setting (DAU follows the reference command of each)

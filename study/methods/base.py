@@ -21,7 +21,7 @@ Class hooks for what lies outside one run:
   - `shared_artifact_keys`: the result keys holding those artifacts' seconds, reported beside the
     run time (time/Retrain is shown without and with them);
   - `default_space(preset, scheme)`: the search space `study.compare` tunes the method with;
-  - `documented_defaults(scheme)`: the defaults as concrete values (a default that is None and
+  - `documented_defaults(scheme, dataset, sparsity)`: the defaults as concrete values (a default that is None and
     resolved at run time, like DAU's per-scheme learning rate, resolved here), which every study
     runs as its first trial;
   - `reference`: "original" or "retrain" for the two rows every table shows beside the methods.
@@ -134,9 +134,10 @@ class UnlearningMethod:
         return "baselines"
 
     @classmethod
-    def documented_defaults(cls, scheme: str) -> dict[str, Any]:
-        """Every hyperparameter's documented default for a forget scheme (`random`, `class`), as the
-        value a run takes when none is given (a study evaluates this point as its first trial)."""
+    def documented_defaults(cls, scheme: str, dataset: str | None = None, sparsity: float = 0.0) -> dict[str, Any]:
+        """Every hyperparameter's documented default for a forget scheme (`random`, `class`), dataset
+        and sparsity, as the value a run in that setting takes when none is given (a study evaluates
+        this point as its first trial)."""
         return {h.name: h.default for h in cls.hyperparams}
 
     @classmethod

@@ -130,8 +130,17 @@ def as_run(config: dict, epochs_reached) -> tuple[dict, str | None]:
     declared = {h.name: h for h in method_class(config["method"]).hyperparams}
     if "epochs" not in declared or epochs_reached is None or epochs_reached != epochs_reached:  # NaN: never reported
         return config, None
-    total = int(config["params"].get("epochs", declared["epochs"].default))
-    reached = int(epochs_reached)
+    total = config["params"].get("epochs", declared["epochs"].default)
+    if total is None:  # resolved by the run from its setting (DAU): the documented length there
+        from study.core.splits import forget_scheme
+
+        experiment = config.get("experiment") or {}
+        total = method_class(config["method"]).documented_defaults(
+            forget_scheme(experiment.get("forget", "random:10")), experiment.get("dataset"),
+            float(experiment.get("sparsity") or 0.0)).get("epochs")
+    if total is None:
+        return config, None
+    total, reached = int(total), int(epochs_reached)
     if not 0 < reached < total:
         return config, None
     return ({**config, "params": {**config["params"], "epochs": reached}},

@@ -19,8 +19,12 @@ As SPEC.md describes the authors' public code (followed where it and the paper d
   - class-wise forgetting switches after `stop_iter` (30) defender iterations: beta -> 0 and the
     defender's rate becomes `stop_unlearn_lr`. After the switch the attacker and the forget /
     validation forwards are skipped (their results would be unused: SPEC.md allows it);
-  - scheme defaults as the reference's CIFAR-10 commands: random lr 0.01, class-wise lr 0.02
-    with stop_unlearn_lr 0.01; 3 epochs; batch 256.
+  - defaults per setting as the reference's commands (`random_script.sh`, `classwise_script.sh`;
+    `REFERENCE_COMMANDS`): random lr 0.01, class-wise lr 0.02 switching after 30 iterations to
+    0.01, 3 epochs, on dense CIFAR-10; CIFAR-100 runs 5 epochs and keeps 0.02 after the switch;
+    95%-sparse CIFAR-10 random forgetting uses lr 0.03; sparse class-wise forgetting switches
+    after 20 iterations. Every other dataset follows CIFAR-10's commands, and any pruned original
+    the sparse ones (95% is the only sparse level the reference ran); batch 256.
   - pre-training length as the reference bounds it: its pre-training runs inside the same epoch
     loop over the retain loader as unlearning (`--unlearn_epochs`, 10 by default when
     pre-training) and stops at 1,000 iterations, so by default the attacker is pre-trained for
@@ -77,13 +81,32 @@ from study.methods.dau.losses import (
 from study.methods.dau.store import AttackerStore, attacker_variants
 
 CLASSWISE_STOP_ITER = 30  # the paper's class-wise switch point (SPEC.md)
-RANDOM_LR, CLASSWISE_LR, CLASSWISE_STOP_LR = 0.01, 0.02, 0.01  # the reference's CIFAR-10 commands
+RANDOM_LR, CLASSWISE_LR, CLASSWISE_STOP_LR = 0.01, 0.02, 0.01  # the reference's dense CIFAR-10 commands
+# The reference's commands, by (CIFAR-100?, class-wise?, sparse?): lr, epochs, stop_iter, stop_unlearn_lr
+# (None: no switch; the rate is kept). From the authors' random_script.sh and classwise_script.sh.
+REFERENCE_COMMANDS = {
+    (False, False, False): (RANDOM_LR, 3, None, None),
+    (True, False, False): (0.01, 5, None, None),
+    (False, False, True): (0.03, 3, None, None),
+    (True, False, True): (0.01, 5, None, None),
+    (False, True, False): (CLASSWISE_LR, 3, CLASSWISE_STOP_ITER, CLASSWISE_STOP_LR),
+    (True, True, False): (0.02, 5, 30, 0.02),
+    (False, True, True): (0.02, 3, 20, 0.01),
+    (True, True, True): (0.02, 5, 20, 0.02),
+}
 PRETRAIN_EPOCHS, PRETRAIN_MAX_ITERS = 10, 1000  # the reference's pre-training loop: 10 epochs, stopped at 1,000
 # The hyperparameters that select which pre-trained attacker a run loads (with the experiment seed)
 ATTACKER_KEY_PARAMS = ("attacker_pretrain_iters", "attacker_pretrain_epochs", "pretrain_lr", "pretrain_batch_size",
                        "batch_size", "noise_copies", "use_softmax", "copies_per_forward")
 SPACES = {("fmnist-proxy", "random"): "fmnist-random", ("fmnist-proxy", "class"): "fmnist-classwise",
           ("digits", "random"): "random", ("digits", "class"): "classwise"}  # DAU's space by preset and scheme
+
+
+def reference_command(classwise: bool, dataset: str | None, sparsity: float) -> dict:
+    """The reference's settings for a setting: CIFAR-100 has its own commands, every other dataset
+    takes CIFAR-10's; any pruned original (sparsity > 0) the 95%-sparse ones."""
+    lr, epochs, stop_iter, stop_lr = REFERENCE_COMMANDS[(dataset == "cifar100", classwise, sparsity > 0)]
+    return {"lr": lr, "epochs": epochs, "stop_iter": stop_iter, "stop_unlearn_lr": stop_lr if stop_lr else lr}
 
 
 def pretrain_length(epochs: int, retain_size: int, batch_size: int) -> int:
@@ -122,9 +145,10 @@ class DAU(UnlearningMethod):
     summary = "Discriminative Adversarial Unlearning: min-max against a SAMIA attacker + Barlow Twins"
     hyperparams = (
         Hyperparam("lr", float, None, 1e-6, 1.0, optional=True,
-                   help=f"defender learning rate, SGD momentum 0.9 (none = the scheme's: {RANDOM_LR} random, "
-                        f"{CLASSWISE_LR} class-wise)"),
-        Hyperparam("epochs", int, 3, 1, 100, help="passes over the retain set"),
+                   help=f"defender learning rate, SGD momentum 0.9 (none = the reference command's: {RANDOM_LR} random, "
+                        f"{CLASSWISE_LR} class-wise; 0.03 random on a sparse original)"),
+        Hyperparam("epochs", int, None, 1, 100, optional=True,
+                   help="passes over the retain set (none = the reference command's: 3, or 5 on CIFAR-100)"),
         Hyperparam("batch_size", int, 256, 2, 4096, help="retain, forget and validation batch size"),
         Hyperparam("alpha", float, 0.9, 0.0, None, help="weight of the adversarial term"),
         Hyperparam("gamma", float, 0.001, 0.0, None, help="weight of the Barlow Twins term"),
@@ -149,14 +173,16 @@ class DAU(UnlearningMethod):
                         "alone (none = all in one forward)"),
         Hyperparam("use_softmax", bool, False, help="feed softmax outputs (SAMIA) instead of raw logits (DAU code)"),
         Hyperparam("stop_iter", int, None, 0, None, optional=True,
-                   help="after this many defender iterations set beta=0 (none = the scheme's default: "
-                        f"{CLASSWISE_STOP_ITER} for class-wise forgetting if classwise_switch, else never)"),
+                   help="after this many defender iterations set beta=0 (none = the reference command's: "
+                        f"{CLASSWISE_STOP_ITER}, or 20 on a sparse original, for class-wise forgetting if "
+                        "classwise_switch, else never)"),
         Hyperparam("classwise_switch", bool, True,
-                   help=f"class-wise forgetting with stop_iter unset switches after {CLASSWISE_STOP_ITER} "
-                        "iterations (the paper's protocol); false = never switch unless stop_iter is set"),
+                   help="class-wise forgetting with stop_iter unset switches after the reference command's "
+                        f"{CLASSWISE_STOP_ITER} (sparse: 20) iterations (the paper's protocol); false = never switch "
+                        "unless stop_iter is set"),
         Hyperparam("stop_unlearn_lr", float, None, 1e-7, 1.0, optional=True,
-                   help=f"defender learning rate after the switch (none = {CLASSWISE_STOP_LR} class-wise, "
-                        "else keep lr)"),
+                   help=f"defender learning rate after the switch (none = the reference command's: "
+                        f"{CLASSWISE_STOP_LR} class-wise, 0.02 on CIFAR-100; else keep lr)"),
         Hyperparam("repair_decay", bool, False,
                    help="after the switch, decay the defender learning rate by a cosine to 0 over the remaining "
                         "iterations (not in SPEC.md; false = constant, as SPEC.md)"),
@@ -178,14 +204,20 @@ class DAU(UnlearningMethod):
         return SPACES[(preset, scheme)]
 
     @classmethod
-    def documented_defaults(cls, scheme: str) -> dict:
-        """The defaults a run resolves for a scheme (the reference's CIFAR-10 commands); the
+    def documented_defaults(cls, scheme: str, dataset: str | None = None, sparsity: float = 0.0) -> dict:
+        """The defaults a run resolves in a setting (the reference's command for it); the
         pre-training length stays the rule (`attacker_pretrain_epochs` 10)."""
-        classwise = scheme == "class"
-        lr = CLASSWISE_LR if classwise else RANDOM_LR
-        return {**super().documented_defaults(scheme), "lr": lr,
-                "stop_unlearn_lr": CLASSWISE_STOP_LR if classwise else lr,
-                "stop_iter": CLASSWISE_STOP_ITER if classwise else None}
+        command = reference_command(scheme == "class", dataset, sparsity)
+        if scheme != "class":
+            command["stop_iter"] = None
+        return {**super().documented_defaults(scheme, dataset, sparsity), **command}
+
+    @property
+    def num_epochs(self) -> int:
+        """`epochs`, or the reference command's once `setup` has seen the setting (3 before)."""
+        if self.params["epochs"] is not None:
+            return int(self.params["epochs"])
+        return int(self.__dict__.get("command", {}).get("epochs", 3))
 
     @classmethod
     def prebuild(cls, prepared, options: dict[str, list | None], log) -> None:
@@ -232,17 +264,18 @@ class DAU(UnlearningMethod):
         if self.regularizer and self.bt_projector:
             self.projector = BarlowProjector(model.head.in_features).to(data.device)
             trainable += list(self.projector.parameters())
-        self.defender_lr = self.lr if self.lr is not None else (CLASSWISE_LR if data.classwise else RANDOM_LR)
+        self.command = reference_command(data.classwise, data.dataset, data.sparsity)
+        self.defender_lr = self.lr if self.lr is not None else self.command["lr"]
         self.optimizer = sgd(trainable, self.defender_lr)
         self.forget_stream = BatchStream(data.forget_x, data.forget_y, self.batch_size, self.generator, data.device)
         self.val_stream = BatchStream(data.val_x, data.val_y, self.batch_size, self.generator, data.device)
         self.defender_iterations = 0
         self.switch_at = self.stop_iter
         if self.switch_at is None and self.classwise_switch and data.classwise:
-            self.switch_at = CLASSWISE_STOP_ITER
+            self.switch_at = self.command["stop_iter"]
         self.repair_lr = self.stop_unlearn_lr
         if self.repair_lr is None:
-            self.repair_lr = CLASSWISE_STOP_LR if data.classwise else self.defender_lr
+            self.repair_lr = self.command["stop_unlearn_lr"] if data.classwise else self.defender_lr
 
     def shared_artifact_seconds(self) -> dict[str, float]:
         return {"attacker_pretrain_seconds": self.pretrain_logs["attacker_pretrain_seconds"]}
