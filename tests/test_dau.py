@@ -353,3 +353,33 @@ def test_attacker_steps_update_the_attacker_that_many_times_per_defender_step(di
         method.iteration(data.retain_x[:32], data.retain_y[:32])
         adam_steps = {int(state["step"]) for state in method.attacker_optimizer.state.values()}
         assert adam_steps == {2 * steps} and method.defender_iterations == 2
+
+
+def test_bn_after_switch_forwards_forget_and_validation_without_gradients_before_the_retain_batch(digits_classwise):
+    """The reference keeps forwarding the forget and validation batches after the class-wise switch;
+    with `bn_after_switch` the batch-norm statistics see them (clean, then each noisy copy) before the
+    retain batch, and only the retain batch carries gradient."""
+    b, m = 16, 2
+    data = digits_classwise.unlearn_data()
+    runs = {}
+    for flag in (False, True):
+        method = build_method("dau", {**FAST_DAU, "batch_size": b, "noise_copies": m, "stop_iter": 0,
+                                      "bn_after_switch": flag})
+        method.setup(digits_classwise.fresh_original(), data)
+        sizes, grads = [], []
+        first_layer = next(x for x in method.model.modules() if isinstance(x, torch.nn.Conv2d))
+        def record(module, args, out, sizes=sizes, grads=grads) -> None:
+            sizes.append(len(args[0]))
+            grads.append(torch.is_grad_enabled())
+
+        first_layer.register_forward_hook(record)
+        bn = next(x for x in method.model.modules() if isinstance(x, torch.nn.BatchNorm2d))
+        before = bn.running_mean.clone()
+        logs = method.iteration(data.retain_x[:b], data.retain_y[:b])
+        runs[flag] = (sizes, grads, bn.running_mean - before, logs)
+    sizes, grads, _, logs = runs[False]
+    assert sizes == [b] and grads == [True] and "attacker_loss" not in logs
+    sizes, grads, _, logs = runs[True]
+    assert sizes == [b] * (2 * (1 + m) + 1) and grads == [False] * (2 * (1 + m)) + [True]
+    assert "attacker_loss" not in logs  # the attacker stays still: beta is 0 after the switch
+    assert not torch.allclose(runs[True][2], runs[False][2])  # the statistics moved differently
