@@ -383,3 +383,24 @@ def test_bn_after_switch_forwards_forget_and_validation_without_gradients_before
     assert sizes == [b] * (2 * (1 + m) + 1) and grads == [False] * (2 * (1 + m)) + [True]
     assert "attacker_loss" not in logs  # the attacker stays still: beta is 0 after the switch
     assert not torch.allclose(runs[True][2], runs[False][2])  # the statistics moved differently
+
+
+def test_forget_and_validation_batches_are_augmented_in_classwise_forgetting_only(digits_random, digits_classwise):
+    """The reference takes forget and validation images as stored for random forgetting (test
+    transforms) and augments them like the retain set's for class-wise forgetting (CIFAR)."""
+    import dataclasses
+
+    def stored_rows(batch, pool):  # how many rows of the batch are rows of the pool, unchanged
+        return int((batch.flatten(1)[:, None] == pool.flatten(1)[None]).all(dim=2).any(dim=1).sum())
+
+    for prepared, augmented in ((digits_random, False), (digits_classwise, True)):
+        data = dataclasses.replace(prepared.unlearn_data(), augmentation="crop_flip")
+        method = build_method("dau", FAST_DAU)
+        method.setup(prepared.fresh_original(), data)
+        fx, _ = method.forget_stream.next()
+        vx, _ = method.val_stream.next()
+        for batch, pool in ((fx, data.forget_x), (vx, data.val_x)):
+            if augmented:
+                assert stored_rows(batch, pool) < len(batch) // 2
+            else:
+                assert stored_rows(batch, pool) == len(batch)

@@ -255,8 +255,9 @@ class BatchStream:
     for every retain batch."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator,
-                 device: str = "cpu"):
+                 device: str = "cpu", augmentation: str = "none"):
         self.x, self.y, self.generator, self.device = x, y, generator, device
+        self.augmentation = augmentation  # applied to each batch as in training ("none": as stored)
         self.batch_size = min(batch_size, len(x))
         self._order = torch.zeros(0, dtype=torch.long)
         self._position = 0
@@ -267,4 +268,4 @@ class BatchStream:
             self._position = 0
         idx = self._order[self._position:self._position + self.batch_size]
         self._position += self.batch_size
-        return self.x[idx].to(self.device), self.y[idx].to(self.device)
+        return augment_batch(self.x[idx], self.augmentation, self.generator).to(self.device), self.y[idx].to(self.device)

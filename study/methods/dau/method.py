@@ -15,7 +15,9 @@ As SPEC.md describes the authors' public code (followed where it and the paper d
     cat[forget, validation]; the defender's loss reuses the same outputs, through the attacker
     (train mode, as in the attacker's step) with the labels swapped:
         CE(retain) + beta * (gamma * BT + alpha * L_adv);
-  - both networks stay in train mode throughout;
+  - both networks stay in train mode throughout; forget and validation batches are augmented like
+    the retain set's in class-wise forgetting and taken as stored in random forgetting (the
+    reference converts them to test transforms only when no class is forgotten);
   - class-wise forgetting switches after `stop_iter` (30) defender iterations: beta -> 0 and the
     defender's rate becomes `stop_unlearn_lr`. After the switch the attacker and the forget /
     validation forwards are skipped (SPEC.md allows it). The reference keeps running them, and in
@@ -274,8 +276,13 @@ class DAU(UnlearningMethod):
         self.command = reference_command(data.classwise, data.dataset, data.sparsity)
         self.defender_lr = self.lr if self.lr is not None else self.command["lr"]
         self.optimizer = sgd(trainable, self.defender_lr)
-        self.forget_stream = BatchStream(data.forget_x, data.forget_y, self.batch_size, self.generator, data.device)
-        self.val_stream = BatchStream(data.val_x, data.val_y, self.batch_size, self.generator, data.device)
+        # The reference converts forget and validation sets to test transforms for random forgetting
+        # only: class-wise, their batches are augmented like the retain set's (CIFAR's crop and flip).
+        augmentation = data.augmentation if data.classwise else "none"
+        self.forget_stream = BatchStream(data.forget_x, data.forget_y, self.batch_size, self.generator, data.device,
+                                         augmentation)
+        self.val_stream = BatchStream(data.val_x, data.val_y, self.batch_size, self.generator, data.device,
+                                      augmentation)
         self.defender_iterations = 0
         self.switch_at = self.stop_iter
         if self.switch_at is None and self.classwise_switch and data.classwise:
