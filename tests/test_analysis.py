@@ -163,3 +163,31 @@ def test_small_parameters_keep_significant_digits_in_tables():
     assert format_number(float("nan")) == ""
     table = markdown_table(pd.DataFrame({"trial": ["a"], "lr": [0.0020224], "UA": [3.85]}))
     assert "| a | 0.00202 | 3.850 |" in table
+
+
+def test_trial_drivers_rank_correlations_and_split_by_hand(tmp_path):
+    import pandas as pd
+
+    from analysis.trial_drivers import correlations, main, split_ranges
+    from study.core.errors import UserError
+
+    trials = pd.DataFrame({"trial_id": list("abcde"), "params.gamma": [0.001, 0.002, 0.01, 0.05, 0.07],
+                           "params.alpha": [0.9, 0.1, 0.5, 0.3, 0.7], "params.batch_size": [256] * 5,
+                           "params.use_softmax": [True, False, True, False, True],
+                           "UA": [0.0, 0.5, 1.0, 8.0, 13.0], "RA": [99.9, 99.8, 99.5, 95.0, 88.0],
+                           "MIA-Efficacy": [1.0, 2.0, 3.0, 4.0, 5.0], "TA": [90.0] * 4 + [85.0],
+                           "avg_disparity": [6.0, 5.5, 5.0, 4.0, 7.0]})
+    table = correlations(trials).set_index("hyperparameter")
+    assert list(table.index) == ["gamma", "alpha"]  # constant and boolean columns are left out
+    assert table.loc["gamma", "UA"] == pytest.approx(1.0) and table.loc["gamma", "RA"] == pytest.approx(-1.0)
+    assert table.loc["alpha", "UA"] == pytest.approx(pd.Series([0.9, 0.1, 0.5, 0.3, 0.7]).rank().corr(
+        pd.Series([1, 2, 3, 4, 5.0])))  # Spearman: Pearson on ranks
+    split = split_ranges(trials, "gamma", 0.03).set_index("trials")
+    assert split.loc["gamma <= 0.03", "UA"] == "0.00–1.00" and split.loc["gamma > 0.03", "n"] == 2
+    path = tmp_path / "t.csv"
+    trials.to_csv(path, index=False)
+    assert main([str(path), "--split", "gamma=0.03"]) == 0
+    with pytest.raises(UserError, match="PARAM=NUMBER"):
+        main([str(path), "--split", "gamma=high"])
+    with pytest.raises(UserError, match="no trial table"):
+        main([str(tmp_path / "missing.csv")])
