@@ -18,6 +18,8 @@ configurations; a folder holds one comparison (the same budget, seeds, objective
 """
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -199,6 +201,10 @@ def run_comparison(request: ComparisonRequest, previous: dict, log: Log) -> dict
     record = {**request.header(), "levels": levels}
     write_comparison(request.out, record)
     if not request.studies_only:
+        if started and threading.current_thread() is threading.main_thread():
+            # Ray Tune's fit leaves its own SIGINT handler behind, which only flags a running
+            # experiment: without this, Ctrl+C during the evaluation seeds would be ignored.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         evaluate_configs(request, {m: c["params"] for m, c in configs.items()}, defaults, log)
     return record
 
