@@ -43,7 +43,6 @@ import torch.nn.functional as F
 from scipy.optimize import nnls
 from torch import nn
 
-from study.core.data import augment_batch
 from study.core.errors import UserError
 from study.core.models import CifarResNet18, SmallCNN
 from study.core.pruning import copy_model
@@ -148,16 +147,14 @@ class Scissorhands(UnlearningMethod):
         Hyperparam("prune_batches", int, 1, 1, 1000, help="forget batches the SNIP sensitivity sums over"),
     )
 
-    def _batch(self, stream: BatchStream) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = stream.next()
-        return augment_batch(x, self.data.augmentation, self.generator).to(self.data.device), y.to(self.data.device)
-
     def setup(self, model, data) -> None:
         super().setup(model, data)
         self.late = late_parameter_names(self.model)
-        self.retain = BatchStream(data.retain_x, data.retain_y, self.batch_size, self.generator)
-        self.forget = BatchStream(data.forget_x, data.forget_y, self.batch_size, self.generator)
-        sensitivity = snip_sensitivity(self.model, [self._batch(self.forget) for _ in range(self.prune_batches)])
+        self.retain = BatchStream(data.retain_x, data.retain_y, self.batch_size, self.generator, data.device,
+                                  data.augmentation)
+        self.forget = BatchStream(data.forget_x, data.forget_y, self.batch_size, self.generator, data.device,
+                                  data.augmentation)
+        sensitivity = snip_sensitivity(self.model, [self.forget.next() for _ in range(self.prune_batches)])
         marked = marked_entries(sensitivity, self.sparsity)
         self.reset_entries = reset_marked_(self.model, marked, self.generator)
         self.optimizer = sgd(self.model, self.lr)
@@ -173,7 +170,7 @@ class Scissorhands(UnlearningMethod):
         rows = []
         for _ in range(self.memories):
             proxy.zero_grad(set_to_none=True)
-            x, y = self._batch(self.forget)
+            x, y = self.forget.next()
             (-F.cross_entropy(proxy(x), y)).backward()
             rows.append(self._late_gradient(proxy))
         return torch.stack(rows)
@@ -202,11 +199,11 @@ class Scissorhands(UnlearningMethod):
         projected = 0
         for step in range(steps):
             self.optimizer.zero_grad(set_to_none=True)
-            rx, ry = self._batch(self.retain)
+            rx, ry = self.retain.next()
             loss_r = F.cross_entropy(self.model(rx), ry)
             loss = loss_r
             if step < paired:
-                fx, fy = self._batch(self.forget)
+                fx, fy = self.forget.next()
                 loss_f = F.cross_entropy(self.model(fx), fy)
                 loss = loss_r - self.lam * loss_f
                 forget_loss += loss_f.item()

@@ -25,7 +25,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from study.core.data import augment_batch
 from study.core.train import check_finite
 from study.methods.base import BatchStream, Hyperparam, UnlearningMethod, sgd
 from study.methods.ssd import importances
@@ -71,8 +70,10 @@ class SFRon(UnlearningMethod):
                                   self.threshold)
         self.optimizer = sgd(self.model, self.lr)
         self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=self.iters)
-        self.retain = BatchStream(data.retain_x, data.retain_y, self.batch_size, self.generator)
-        self.forget = BatchStream(data.forget_x, data.forget_y, self.batch_size, self.generator)
+        self.retain = BatchStream(data.retain_x, data.retain_y, self.batch_size, self.generator, data.device,
+                                  data.augmentation)
+        self.forget = BatchStream(data.forget_x, data.forget_y, self.batch_size, self.generator, data.device,
+                                  data.augmentation)
         self.step = 0
 
     @property
@@ -85,10 +86,6 @@ class SFRon(UnlearningMethod):
             return 1
         return math.ceil(self.iters / self.steps_per_epoch)
 
-    def _batch(self, stream: BatchStream) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = stream.next()
-        return augment_batch(x, self.data.augmentation, self.generator).to(self.data.device), y.to(self.data.device)
-
     def run_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
         forget_loss = retain_loss = 0.0
@@ -96,7 +93,7 @@ class SFRon(UnlearningMethod):
         end = min(self.iters, (epoch + 1) * self.steps_per_epoch)
         while self.step < end:
             if self.step % self.forget_every == 0:
-                x, y = self._batch(self.forget)
+                x, y = self.forget.next()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss = adaptive_forget_loss(self.model(x), y, self.lam)
                 check_finite(loss, f"sfr-on iteration {self.step}")
@@ -107,7 +104,7 @@ class SFRon(UnlearningMethod):
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=self.max_norm)
                 self.optimizer.step()
                 forget_loss, forget_steps = forget_loss + loss.item(), forget_steps + 1
-            x, y = self._batch(self.retain)
+            x, y = self.retain.next()
             self.optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(self.model(x), y)
             check_finite(loss, f"sfr-on iteration {self.step}")
