@@ -3,7 +3,7 @@ forget sets of `--forget memorised:<pct>`.
 
 Feldman's memorisation of an example is how much more likely a model is to get it right when the
 example is in its training set than when it is not. Estimating it properly takes thousands of
-models; the cheap stand-in here takes `FOLDS + 1` trainings, all cached:
+models; the cheap stand-in here takes `FOLDS + 1` trainings, all cached (and the scores too):
 
     score(x) = p_original(y | x) − p_out(y | x)
 
@@ -23,14 +23,19 @@ sparse runs, and every method, forget the same images.
 """
 from __future__ import annotations
 
-import numpy as np
-import torch
+import sys
+from pathlib import Path
 
-from study.core.cache import ArtifactCache
+import numpy as np
+
+from study.core import inference
+from study.core.cache import ArtifactCache, key_digest, source_digest
 from study.core.data import ImageDataset
+from study.core.errors import UserError
 from study.core.inference import predict_logits
 from study.core.progress import Log
-from study.experiment.artifacts import trained_model
+from study.evaluation.metrics import true_label_confidence
+from study.experiment.artifacts import model_key, trained_model
 from study.experiment.config import ExperimentConfig
 
 FOLDS = 2
@@ -42,22 +47,39 @@ def fold_indices(train_idx: np.ndarray, seed: int, folds: int = FOLDS) -> list[n
     return [np.sort(part) for part in np.array_split(order, folds)]
 
 
-def _true_class_probability(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: str) -> np.ndarray:
-    probabilities = torch.softmax(predict_logits(model, x, device=device), dim=1)
-    return probabilities.gather(1, y.view(-1, 1).cpu()).squeeze(1).numpy()
-
-
 def memorisation_scores(config: ExperimentConfig, data: ImageDataset, train_idx: np.ndarray, cache: ArtifactCache,
                         device: str = "cpu", log: Log | None = None) -> np.ndarray:
-    """One score per training-pool index (NaN outside `train_idx`): p_original(y|x) − p_out(y|x)."""
+    """One score per training-pool index (NaN outside `train_idx`): p_original(y|x) − p_out(y|x).
+
+    Kept in the cache, keyed by the models it reads, so that each later run (every trial of a
+    study prepares its experiment) reads one array instead of loading three models and predicting
+    the training set again."""
     train_idx = np.asarray(train_idx)
-    original = trained_model(cache, config, data, "original", train_idx, config.seed, device, log).model
-    scores = np.full(len(data.train_y), np.nan)
-    for fold, held_out in enumerate(fold_indices(train_idx, config.seed)):
-        fit_on = np.setdiff1d(train_idx, held_out, assume_unique=True)
-        out_model = trained_model(cache, config, data, "memorisation-fold", fit_on, config.seed, device, log,
-                                  fold=fold).model
-        x, y = data.train_x[held_out], data.train_y[held_out]
-        scores[held_out] = (_true_class_probability(original, x, y, device)
-                            - _true_class_probability(out_model, x, y, device))
+    folds = [(held_out, np.setdiff1d(train_idx, held_out, assume_unique=True))
+             for held_out in fold_indices(train_idx, config.seed)]
+    key = {"role": "memorisation-scores",
+           "original": key_digest(model_key(config, "original", train_idx, config.seed)),
+           "folds": [key_digest(model_key(config, "memorisation-fold", fit_on, config.seed, fold=fold))
+                     for fold, (_, fit_on) in enumerate(folds)],
+           "code": source_digest(inference, sys.modules[__name__])}
+
+    def builder(folder: Path) -> None:
+        original = trained_model(cache, config, data, "original", train_idx, config.seed, device, log).model
+        scores = np.full(len(data.train_y), np.nan)
+        for fold, (held_out, fit_on) in enumerate(folds):
+            out_model = trained_model(cache, config, data, "memorisation-fold", fit_on, config.seed, device, log,
+                                      fold=fold).model
+            x, y = data.train_x[held_out], data.train_y[held_out]
+            scores[held_out] = (true_label_confidence(predict_logits(original, x, device=device), y)
+                                - true_label_confidence(predict_logits(out_model, x, device=device), y))
+        np.save(folder / "scores.npy", scores)
+
+    folder, _ = cache.get_or_build(key, builder)
+    try:
+        scores = np.load(folder / "scores.npy")
+    except (OSError, ValueError) as err:
+        raise UserError(f"cached memorisation scores {folder} are corrupted ({type(err).__name__}); delete that "
+                        "folder to recompute them") from None
+    if scores.shape != (len(data.train_y),):
+        raise UserError(f"cached memorisation scores {folder} do not fit this dataset; delete that folder")
     return scores
