@@ -35,25 +35,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pandas as pd  # noqa: E402
 
+from analysis.formatting import mean_std as format_mean_std  # noqa: E402
 from study.cli_common import parse_params, set_threads  # noqa: E402
 from study.core.cache import ArtifactCache  # noqa: E402
 from study.core.errors import UserError, cli_entry  # noqa: E402
 from study.core.inference import predict_logits  # noqa: E402
+from study.core.splits import forget_scheme  # noqa: E402
 from study.core.staging import write_file_atomically  # noqa: E402
+from study.evaluation.metrics import accuracy  # noqa: E402
+from study.evaluation.mia import SIGNALS  # noqa: E402
 from study.experiment.config import experiment_from_preset  # noqa: E402
 from study.experiment.prepare import Prepared, prepare  # noqa: E402
-from study.core.splits import forget_scheme  # noqa: E402
 from study.methods import build_method, method_class  # noqa: E402
 
 REFERENCE_STEPS = 477  # the reference's defender steps on CIFAR-10 (3 epochs of 159 retain batches)
 VARIANTS = {"reference": {}, "detach-validation": {"detach_validation": True},
             "attacker-steps-5": {"attacker_steps": 5}}
 METRICS = ("UA", "MIA-Efficacy", "RA", "TA", "avg_disparity")
-BEST_METRIC_ATTACK = ("mia/correctness_bacc", "mia/confidence_bacc", "mia/entropy_bacc", "mia/m_entropy_bacc")
+BEST_METRIC_ATTACK = tuple(f"mia/{signal}_bacc" for signal in SIGNALS)  # each metric attack's balanced accuracy
 
 
-def accuracy(model, x, y, device: str) -> float:
-    return 100.0 * float((predict_logits(model, x, device=device).argmax(1) == y).float().mean())
+def accuracy_of(model, x, y, device: str) -> float:
+    return accuracy(predict_logits(model, x, device=device), y)
 
 
 def ablation_rows(prepared: Prepared, variant: str, epochs: int, eval_epochs: set[int], common: dict,
@@ -72,7 +75,7 @@ def ablation_rows(prepared: Prepared, variant: str, epochs: int, eval_epochs: se
         metrics = prepared.evaluate(model)
         row = {"variant": variant, "seed": prepared.config.seed, "epoch": epoch + 1,
                "defender_steps": method.defender_iterations, **{m: metrics[m] for m in METRICS},
-               "val_acc_eval": accuracy(model, data.val_x, data.val_y, data.device),
+               "val_acc_eval": accuracy_of(model, data.val_x, data.val_y, data.device),
                "attacker_acc": logs.get("attacker_train_acc", math.nan),
                "attacker_pretrain_acc": logs.get("attacker_pretrain_acc", math.nan),
                "seconds": seconds + method.setup_seconds}
@@ -93,7 +96,7 @@ def reference_rows(prepared: Prepared) -> list[dict]:
                                   ("Original", prepared.original, prepared.original_metrics)):
         row = {"variant": label, "seed": prepared.config.seed, "epoch": 0, "defender_steps": 0,
                **{m: metrics[m] for m in METRICS},
-               "val_acc_eval": accuracy(model, prepared.data.train_x[prepared.splits.val],
+               "val_acc_eval": accuracy_of(model, prepared.data.train_x[prepared.splits.val],
                                         prepared.data.train_y[prepared.splits.val], prepared.device),
                "best_metric_attack_bacc": max(metrics.get(k, math.nan) for k in BEST_METRIC_ATTACK)}
         row["val_minus_TA"] = row["val_acc_eval"] - row["TA"]
@@ -102,10 +105,9 @@ def reference_rows(prepared: Prepared) -> list[dict]:
 
 
 def mean_std(values: pd.Series | None) -> str:
+    """Mean ± std over seeds ('–' for no value, the mean alone for one)."""
     values = pd.Series(dtype=float) if values is None else values.dropna()
-    if values.empty:
-        return "–"
-    return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}" if len(values) > 1 else f"{values.mean():.2f}"
+    return format_mean_std(values.mean(), values.std(ddof=1))
 
 
 def render(runs: pd.DataFrame, command: str, short_epochs: int) -> str:

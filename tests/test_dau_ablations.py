@@ -5,6 +5,7 @@ import importlib.util
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tests.conftest import FAST_EPOCHS
 from tests.test_dau import FAST_DAU
@@ -27,6 +28,9 @@ def test_the_ablation_bench_keeps_each_epoch_it_evaluates_and_resumes(cache_dir,
     assert reference.loc[6, "defender_steps"] == 2 * reference.loc[3, "defender_steps"] > 0
     assert (runs["val_minus_TA"] == runs["val_acc_eval"] - runs["TA"]).all()
     assert runs.loc[runs["variant"] == "Retrain", "avg_disparity"].item() == 0
+    best_attack = max(v for k, v in digits_random.original_metrics.items() if k.startswith("mia/") and
+                      k.endswith("_bacc"))  # every metric attack, modified entropy included
+    assert runs.loc[runs["variant"] == "Original", "best_metric_attack_bacc"].item() == pytest.approx(best_attack)
     table = (tmp_path / "table.md").read_text()
     assert "| reference | 1 |" in table and "trajectory" in table and "best metric attack" in table
     capsys.readouterr()
