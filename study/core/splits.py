@@ -65,7 +65,7 @@ def forget_scheme(text: str) -> str:
 def parse_forget_spec(text: str, num_classes: int | None = None) -> ForgetSpec:
     """Parse `random:10`, `class:3` or `memorised:10`; refuse anything that would make an empty or
     total forget set."""
-    match = re.fullmatch(r"\s*(random|class|memorised|memorized):\s*([0-9]+(?:\.[0-9]*)?)\s*", str(text))
+    match = re.fullmatch(rf"\s*({'|'.join(SPEC_KINDS)}):\s*([0-9]+(?:\.[0-9]*)?)\s*", str(text))
     if not match:
         raise UserError(f"malformed forget spec {text!r}; expected 'random:<percent>' (e.g. random:10), "
                         "'class:<index>' (e.g. class:3) or 'memorised:<percent>' (e.g. memorised:10)")

@@ -216,10 +216,8 @@ class DAU(UnlearningMethod):
     def documented_defaults(cls, scheme: str, dataset: str | None = None, sparsity: float = 0.0) -> dict:
         """The defaults a run resolves in a setting (the reference's command for it); the
         pre-training length stays the rule (`attacker_pretrain_epochs` 10)."""
-        command = reference_command(scheme == "class", dataset, sparsity)
-        if scheme != "class":
-            command["stop_iter"] = None
-        return {**super().documented_defaults(scheme, dataset, sparsity), **command}
+        return {**super().documented_defaults(scheme, dataset, sparsity),
+                **reference_command(scheme == "class", dataset, sparsity)}
 
     @property
     def num_epochs(self) -> int:
