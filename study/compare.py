@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dau-space", default=None, help="the same as --space dau=SPACE")
     parser.add_argument("--cpus-per-trial", type=float, default=None, help="CPU cores per trial (default 1)")
     parser.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: the space's)")
+    parser.add_argument("--eval-workers", type=int, default=1, metavar="N",
+                        help="evaluation rows run N at a time, each in its own process with cores/N torch threads "
+                             "(default 1: one after another in this process); rows are recorded as each finishes")
     parser.add_argument("--out", default="compare", help="output folder (default ./compare)")
     parser.add_argument("--studies-only", action="store_true",
                         help="run (or reuse) the studies and write the chosen configurations, then stop before the "
@@ -96,6 +99,8 @@ def check_arguments(args: argparse.Namespace) -> None:
                         f"{', '.join(tunable_methods())} (Original and Retrain are always shown as reference rows)")
     if args.budget < 1:
         raise UserError("--budget must be at least 1")
+    if args.eval_workers < 1:
+        raise UserError("--eval-workers must be at least 1")
     if args.relearn < 0:
         raise UserError("--relearn takes a number of steps, 0 (off) or more")
     if len(set(args.pareto_objectives)) < 2:
@@ -129,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         methods=list(args.methods), experiment=experiment, preset=args.preset or "digits", out=Path(args.out),
         cache_dir=args.cache_dir, budget=args.budget, tune_seeds=args.tune_seeds, eval_seeds=args.eval_seeds,
         objective=args.objective, pareto=tuple(dict.fromkeys(args.pareto_objectives)), pick=args.pick,
-        relearn_steps=args.relearn, heldout=not args.no_heldout,
+        relearn_steps=args.relearn, heldout=not args.no_heldout, eval_workers=args.eval_workers,
         spaces=parse_spaces(args.space, args.dau_space), cpus_per_trial=args.cpus_per_trial,
         max_concurrent=args.max_concurrent, studies_only=args.studies_only, quiet=args.quiet,
         command="python -m study.compare " + " ".join(sys.argv[1:] if argv is None else argv))

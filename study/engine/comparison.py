@@ -69,6 +69,7 @@ class ComparisonRequest:
     spaces: dict[str, str] = field(default_factory=dict)  # method -> space name or path, replacing its default
     relearn_steps: int = RELEARN_STEPS  # the relearning test on every evaluation row (0: off)
     heldout: bool = True  # the held-out attacks on every evaluation row
+    eval_workers: int = 1  # evaluation rows at once, each in its own process (1: in turn, in this process)
     cpus_per_trial: float | None = None
     max_concurrent: int | None = None
     studies_only: bool = False
@@ -258,6 +259,30 @@ def evaluate_configs(request: ComparisonRequest, configs: dict[str, dict], defau
     runs = [*((name, {}, probes) for name in REFERENCE_ROWS), *((m, p, probes) for m, p in configs.items()),
             *((method, params, replace(probes, mia_subsets=0)) for method, params in defaults.items()
               if method in configs)]
+    if request.eval_workers > 1:
+        evaluate_in_workers(request, runs, run_log, log)
+        return
     for method, params, row_probes in runs:
         rows_per_seed(method, params, request.eval_seeds, request.preset, request.experiment.forget,
                       request.experiment.sparsity, prepared_for, run_log, log, row_probes, judge_for)
+
+
+def evaluate_in_workers(request: ComparisonRequest, runs: list[tuple[str, dict, RowProbes]], run_log: RunLog,
+                        log: Log) -> None:
+    """The rows of `runs` (method, params, probes) not yet in the run log, `request.eval_workers` at
+    a time in their own processes (`study.engine.row_pool`); each is recorded as soon as it returns."""
+    from study.engine.row_pool import RowTask, rows_in_workers, threads_per_worker
+    from study.records.run_log import run_key
+
+    tasks = [RowTask(method, params, key, probes) for method, params, probes in runs for seed in request.eval_seeds
+             if run_log.get(key := run_key(request.preset, request.experiment.forget, method,
+                                           request.experiment.sparsity, seed, params)) is None]
+    total = len(runs) * len(request.eval_seeds)
+    log(f"evaluation: {total - len(tasks)} of {total} rows kept in {run_log.path}; {len(tasks)} to run, "
+        f"{request.eval_workers} at a time ({threads_per_worker(request.eval_workers)} thread(s) each)")
+    rows = rows_in_workers(tasks, request.eval_workers, request.experiment.as_dict(), request.cache_dir,
+                           request.quiet)
+    for done, row in enumerate(rows, 1):
+        run_log.add(row)
+        log(f"  [{done}/{len(tasks)}] {row['method']} on seed {row['seed']}: Avg. Disparity "
+            f"{row['avg_disparity']:.2f}, {row['run_seconds']:.1f} s")
