@@ -162,7 +162,7 @@ class Scissorhands(UnlearningMethod):
     def _late_gradient(self, model: nn.Module) -> torch.Tensor:
         parameters = dict(model.named_parameters())
         return torch.cat([parameters[name].grad.detach().flatten() if parameters[name].grad is not None
-                          else torch.zeros(parameters[name].numel()) for name in self.late])
+                          else torch.zeros_like(parameters[name]).flatten() for name in self.late])
 
     def _memories(self) -> torch.Tensor:
         """Late-layer gradients of -CE on `memories` forget batches, from a frozen eval-mode copy."""
