@@ -220,10 +220,13 @@ def render(record: dict, runs_by_level: dict[str, pd.DataFrame], subsets: int, f
     selected = record.get("selected_on", "test set (recorded before selection sets existed)")
     relearn = (f"relearn UA (UA on half the forget set after {record['relearn_steps']} fine-tuning steps on the "
                "other half; below Retrain's: the knowledge comes back); " if record.get("relearn_steps") else "")
+    source = record.get("configs_from")
+    where = (f" on forget {source['forget']} by the comparison in `{source['folder']}` (not on this forget set)"
+             if source else "")
     sections = [f"Command: `{record['command']}`", "",
                 f"{experiment['dataset']} / {experiment['model']}, forget {experiment['forget']}. Every method tuned "
                 f"with {record['budget']} trials on seed(s) {', '.join(map(str, record['tune_seeds']))} "
-                f"({record['objective']})"
+                f"({record['objective']}){where}"
                 + (", each study's first trial at the method's documented defaults" if record.get("defaults_first")
                    else "") + f"; trials scored on: {selected}. Mean ± std over evaluation seeds {seeds}, on the "
                 "test set" + ("; \"(defaults)\" rows run the documented defaults on the same seeds"

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from study.cli_common import add_experiment_arguments, experiment_overrides, set_threads
@@ -35,7 +36,7 @@ from study.engine.comparison import RELEARN_STEPS, ComparisonRequest, run_compar
 from study.evaluation.names import MIA_SUBSETS, OBJECTIVE_CHOICES, PARETO_OBJECTIVES
 from study.experiment.config import resolve_experiment
 from study.methods import METHODS, tunable_methods
-from study.records.comparison import check_same_comparison, level_runs
+from study.records.comparison import check_same_comparison, level_name, level_runs, transferred_configs
 from study.records.pareto import PICK_RULES
 from study.records.run_log import RunLog
 
@@ -70,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dau-space", default=None, help="the same as --space dau=SPACE")
     parser.add_argument("--cpus-per-trial", type=float, default=None, help="CPU cores per trial (default 1)")
     parser.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: the space's)")
+    parser.add_argument("--configs-from", default=None, metavar="FOLDER",
+                        help="tune nothing: evaluate the configurations the comparison in FOLDER chose (and the "
+                             "documented defaults) on this command's forget set and evaluation seeds, e.g. "
+                             "configurations tuned on random:10 evaluated on memorised:10; the table says where "
+                             "they were chosen")
     parser.add_argument("--eval-workers", type=int, default=1, metavar="N",
                         help="evaluation rows run N at a time, each in its own process with cores/N torch threads "
                              "(default 1: one after another in this process); rows are recorded as each finishes")
@@ -130,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     set_quiet(args.quiet)
     set_threads(args.threads)
     experiment = resolve_experiment(args.preset, None, experiment_overrides(args))
+    source, transferred = (transferred_configs(Path(args.configs_from), level_name(experiment.sparsity),
+                                               list(args.methods), experiment.as_dict(), args.eval_seeds)
+                           if args.configs_from else (None, {}))
     request = ComparisonRequest(
         methods=list(args.methods), experiment=experiment, preset=args.preset or "digits", out=Path(args.out),
         cache_dir=args.cache_dir, budget=args.budget, tune_seeds=args.tune_seeds, eval_seeds=args.eval_seeds,
@@ -137,12 +146,18 @@ def main(argv: list[str] | None = None) -> int:
         relearn_steps=args.relearn, heldout=not args.no_heldout, eval_workers=args.eval_workers,
         spaces=parse_spaces(args.space, args.dau_space), cpus_per_trial=args.cpus_per_trial,
         max_concurrent=args.max_concurrent, studies_only=args.studies_only, quiet=args.quiet,
+        source=source, transferred=transferred,
         command="python -m study.compare " + " ".join(sys.argv[1:] if argv is None else argv))
+    if source:  # the header records the protocol that chose the configurations, not a budget spent here
+        request = replace(request, budget=source["budget"], objective=source["objective"],
+                          tune_seeds=source["tune_seeds"])
     previous = check_same_comparison(request.out, request.header())
     log = lambda message: print(message, flush=True)  # noqa: E731
-    log(f"budget: {args.budget} trials per method, the same for every method; tuning seed(s) "
-        f"{' '.join(map(str, args.tune_seeds))}, evaluation seed(s) {' '.join(map(str, args.eval_seeds))}; "
-        f"level {request.level}")
+    tuned = (f"configurations chosen by {args.configs_from} (forget {source['configs_from']['forget']}; "
+             f"{request.budget} trials per method on seed(s) {' '.join(map(str, request.tune_seeds))}), not tuned here"
+             if source else f"budget: {args.budget} trials per method, the same for every method; tuning seed(s) "
+             f"{' '.join(map(str, args.tune_seeds))}")
+    log(f"{tuned}; evaluation seed(s) {' '.join(map(str, args.eval_seeds))}; level {request.level}")
     began = time.perf_counter()
     record = run_comparison(request, previous, log)
     if args.studies_only:

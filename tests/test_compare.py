@@ -180,3 +180,27 @@ def test_a_chosen_configuration_names_its_study_as_the_command_did(compared):
     chosen = yaml.safe_load((root / "out" / "configs" / "dense" / "ft.yaml").read_text())
     record = json.loads((root / "out" / "compare.json").read_text())
     assert chosen["source"]["study"] == record["levels"]["dense"]["studies"]["ft"]["dir"]
+
+
+def test_configurations_chosen_on_one_forget_set_are_evaluated_on_another(compared, cache_dir, tmp_path):
+    """--configs-from: nothing is tuned; the source's chosen configurations (and the defaults) run on
+    the new forget set, and the record and table say where they were chosen. A seed the source tuned
+    on, or another recipe, is refused in one line."""
+    root, _ = compared
+    source = root / "out"
+    common = ("--methods", "ft", "--configs-from", str(source), "--forget", "random:20", "--epochs",
+              str(FAST_EPOCHS), "--relearn", "0", "--no-heldout", "--cache-dir", str(cache_dir), "--quiet")
+    result = run_in_process("study.compare", *common, "--eval-seeds", "1", "--out", str(tmp_path / "moved"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "study of" not in result.stdout and result.stdout.count("not tuned here") == 2
+    record, chosen = (json.loads((folder / "compare.json").read_text()) for folder in (tmp_path / "moved", source))
+    assert record["configs_from"] == {"folder": str(source), "forget": "random:10"}
+    assert record["levels"]["dense"]["configs"] == {"ft": chosen["levels"]["dense"]["configs"]["ft"]}
+    assert (record["budget"], record["tune_seeds"]) == (chosen["budget"], chosen["tune_seeds"])
+    runs = pd.read_csv(tmp_path / "moved" / "runs.csv")
+    assert set(runs["forget"]) == {"random:20"} and len(runs) == 4  # 2 reference rows, tuned, defaults
+    assert "on forget random:10 by the comparison in" in (tmp_path / "moved" / "table.md").read_text()
+    for extra, needle in ((("--eval-seeds", "0"), "both tuning and evaluation seeds"),
+                          (("--eval-seeds", "2", "--epochs", "5"), "differs in recipe")):
+        refused = run_in_process("study.compare", *common, *extra, "--out", str(tmp_path / "refused"))
+        assert refused.returncode != 0 and needle in refused.stderr.strip().splitlines()[-1]

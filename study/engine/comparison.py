@@ -70,6 +70,10 @@ class ComparisonRequest:
     relearn_steps: int = RELEARN_STEPS  # the relearning test on every evaluation row (0: off)
     heldout: bool = True  # the held-out attacks on every evaluation row
     eval_workers: int = 1  # evaluation rows at once, each in its own process (1: in turn, in this process)
+    # --configs-from: another comparison's protocol and chosen configurations (transferred_configs), used
+    # instead of tuning here; budget, objective and tune_seeds then repeat the source's
+    source: dict | None = None
+    transferred: dict[str, dict] = field(default_factory=dict)
     cpus_per_trial: float | None = None
     max_concurrent: int | None = None
     studies_only: bool = False
@@ -88,10 +92,11 @@ class ComparisonRequest:
         """What compare.json records of the comparison as a whole (a rerun must match it)."""
         objective = (self.objective if self.objective != PARETO
                      else f"pareto ({' '.join(self.pareto)}; pick {self.pick})")
+        selected_on = self.source["selected_on"] if self.source else selection_note(self.experiment.as_dict())
         return {"command": self.command, "experiment": self.experiment.as_dict(), "budget": self.budget,
                 "objective": objective, "tune_seeds": self.tune_seeds, "eval_seeds": self.eval_seeds,
-                "selected_on": selection_note(self.experiment.as_dict()), "relearn_steps": self.relearn_steps,
-                "defaults_first": True}
+                "selected_on": selected_on, "relearn_steps": self.relearn_steps, "defaults_first": True,
+                "configs_from": self.source["configs_from"] if self.source else None}
 
 
 def method_space(method: str, request: ComparisonRequest) -> tuple[SearchSpace, MethodSpace]:
@@ -187,6 +192,10 @@ def run_comparison(request: ComparisonRequest, previous: dict, log: Log) -> dict
                 started.append(stack.enter_context(ray_session(None)))
 
         for method in request.methods:
+            if method in request.transferred:
+                log(f"{method}: configuration chosen by {request.source['configs_from']['folder']}, not tuned here")
+                studies[method] = request.transferred[method]
+                continue
             studies[method] = tune_method(method, request, previous, log, ray_needed)
             keep_trial_tables({method: studies[method]}, defaults, request)  # kept as soon as a study ends
     failed = {m: r.get("reason", "failed") for m, r in studies.items() if r.get("status") != "finished"}

@@ -14,7 +14,7 @@ from study.records.method_config import read_method_config
 from study.records.run_log import RunLog, run_key
 
 COMPARE_FILE = "compare.json"
-COMPARISON_FIELDS = ("budget", "objective", "tune_seeds", "eval_seeds")
+COMPARISON_FIELDS = ("budget", "objective", "tune_seeds", "eval_seeds", "configs_from")
 REFERENCE_ROWS = ("retrain", "original")  # shown beside the methods on every evaluation seed
 
 
@@ -74,6 +74,49 @@ def recorded_study(method: str, out: Path, level: str, previous: dict, budget: i
     return {"status": "finished", "num_trials": budget, "experiment": {"seed": entry.get("seed")},
             "average_seeds": entry.get("average_seeds"), "dir": entry.get("dir"), "config": config}
 
+
+
+SAME_SETTING_EXCEPT = ("forget", "sparsity", "seed")  # what a transferred configuration may change
+
+
+def transferred_configs(source: Path, level: str, methods: list[str], experiment: dict,
+                        eval_seeds: list[int]) -> tuple[dict, dict[str, dict]]:
+    """The configurations another comparison (`source`, a `study.compare --out` folder) chose at
+    `level`, for evaluating them on another forget set without tuning (`study.compare
+    --configs-from`): does what was tuned on random 10% carry to the most-memorised 10%?
+
+    Returns the source's protocol (what this comparison's header records instead of a budget it
+    never spent: budget, objective, tuning seeds, selection set, and the source and its forget
+    set) and one study record per method holding its chosen configuration. Refused in one line:
+    no comparison there, another dataset/model/recipe, a method it did not tune at that level, or
+    an evaluation seed the source tuned on."""
+    record = read_comparison(source)
+    if not record:
+        raise UserError(f"--configs-from {source}: no comparison there (no {COMPARE_FILE})")
+    theirs = {k: v for k, v in (record.get("experiment") or {}).items() if k not in SAME_SETTING_EXCEPT}
+    ours = {k: v for k, v in experiment.items() if k not in SAME_SETTING_EXCEPT}
+    differing = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+    if differing:
+        raise UserError(f"--configs-from {source}: its experiment differs in {', '.join(differing)}; "
+                        "only the forget set may change")
+    entry = (record.get("levels") or {}).get(level)
+    missing = [m for m in methods if m not in ((entry or {}).get("configs") or {})]
+    if missing:
+        raise UserError(f"--configs-from {source}: no chosen configuration for {', '.join(missing)} at level {level}")
+    seen = sorted(set(record.get("tune_seeds") or []) & set(eval_seeds))
+    if seen:
+        raise UserError(f"--configs-from {source}: its studies tuned on seed(s) {' '.join(map(str, seen))}; "
+                        "evaluate on seeds they never saw")
+    protocol = {"budget": record.get("budget"), "objective": record.get("objective"),
+                "tune_seeds": record.get("tune_seeds"), "selected_on": record.get("selected_on"),
+                "configs_from": {"folder": str(source), "forget": record["experiment"]["forget"]}}
+    studies = {}
+    for method in methods:
+        study = (entry.get("studies") or {}).get(method) or {}
+        studies[method] = {"status": "finished", "num_trials": study.get("trials"), "dir": study.get("dir"),
+                           "experiment": {"seed": study.get("seed")}, "average_seeds": study.get("average_seeds"),
+                           "config": {"method": method, "params": entry["configs"][method]}}
+    return protocol, studies
 
 TUNED, DEFAULTS = "tuned", "defaults"  # the `variant` of a method's evaluation row
 
