@@ -21,7 +21,9 @@ and the original's best metric attack's balanced accuracy on retain vs test (the
 output-based attack reaches). Runs are kept in `<out>/runs.csv` as each finishes; the same
 command resumes and `<out>/table.md` is rewritten from that file.
 
-    python bench/dau_ablations.py --seeds 0 1 2 3 --cache-dir cache/proxy --out docs/dau-ablations
+    python bench/dau_ablations.py --seeds 0 1 2 3 --workers 2 --cache-dir cache/proxy --out docs/dau-ablations
+
+`--workers 2` runs two DAU runs at a time, one thread each (`study.engine.row_pool`).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ import argparse
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -45,7 +48,8 @@ from study.core.staging import write_file_atomically  # noqa: E402
 from study.evaluation.metrics import accuracy  # noqa: E402
 from study.evaluation.mia import SIGNALS  # noqa: E402
 from study.experiment.config import experiment_from_preset  # noqa: E402
-from study.experiment.prepare import Prepared, prepare  # noqa: E402
+from study.engine.row_pool import run_in_workers, worker_prepared  # noqa: E402
+from study.experiment.prepare import Prepared, load_experiment, prepare  # noqa: E402
 from study.methods import build_method, method_class  # noqa: E402
 
 REFERENCE_STEPS = 477  # the reference's defender steps on CIFAR-10 (3 epochs of 159 retain batches)
@@ -140,6 +144,38 @@ def render(runs: pd.DataFrame, command: str, short_epochs: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class AblationTask:
+    """One DAU run of a variant on a seed (or `references`: Retrain's and the original's rows)."""
+
+    seed: int
+    variant: str
+    epochs: int
+    eval_epochs: frozenset
+    common: dict
+
+
+def serial_prepared(args: argparse.Namespace, overrides: dict, cache: ArtifactCache):
+    """`prepared_for(seed)` for runs in this process, each seed prepared once."""
+    prepared: dict[int, Prepared] = {}
+
+    def prepared_for(seed: int) -> Prepared:
+        if seed not in prepared:
+            experiment = experiment_from_preset(args.preset, forget=args.forget, seed=seed, **overrides)
+            prepared[seed] = prepare(experiment, cache, log=lambda m: print(m, flush=True))
+        return prepared[seed]
+    return prepared_for
+
+
+def ablation_task(task: AblationTask, prepared_for=None) -> tuple[AblationTask, list[dict], float]:
+    """Run one task (in a worker, whose prepared seeds `worker_prepared` keeps, or in this process)."""
+    prepared = (prepared_for or worker_prepared)(task.seed)
+    began = time.perf_counter()
+    rows = (reference_rows(prepared) if task.variant == "references"
+            else ablation_rows(prepared, task.variant, task.epochs, set(task.eval_epochs), task.common))
+    return task, rows, time.perf_counter() - began
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="fmnist-proxy")
@@ -155,7 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", required=True)
     parser.add_argument("--out", required=True, help="folder for runs.csv and table.md")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="runs at a time, each in its own process with cores/N torch threads (default 1: in turn)")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        raise UserError("--workers must be at least 1")
     set_threads(args.threads)
     out = Path(args.out)
     command = "python bench/dau_ablations.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -167,30 +207,34 @@ def main(argv: list[str] | None = None) -> int:
     setting = experiment_from_preset(args.preset, forget=args.forget)
     short_epochs = method_class("dau").documented_defaults(forget_scheme(args.forget), setting.dataset,
                                                            setting.sparsity)["epochs"]
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    tasks: list[AblationTask] = []
     for seed in args.seeds:
-        overrides = {"epochs": args.epochs} if args.epochs else {}
         experiment = experiment_from_preset(args.preset, forget=args.forget, seed=seed, **overrides)
-        prepared = prepare(experiment, ArtifactCache(args.cache_dir), log=lambda m: print(m, flush=True))
-        if prepared.spec.is_classwise:
+        _, spec, splits = load_experiment(experiment, ArtifactCache(args.cache_dir))
+        if spec.is_classwise:
             raise UserError("the ablations ask why DAU under-forgets random data; give a random or memorised spec")
-        per_epoch = math.ceil(len(prepared.splits.retain) / build_method("dau", common).batch_size)
+        per_epoch = math.ceil(len(splits.retain) / build_method("dau", common).batch_size)
         long_epochs = args.long_epochs or max(short_epochs, round(REFERENCE_STEPS / per_epoch))
-        todo: list[tuple[str, int, set[int]]] = []
         if not ((runs["variant"] == "Retrain") & (runs["seed"] == seed)).any():
-            todo.append(("references", 0, set()))
+            tasks.append(AblationTask(seed, "references", 0, frozenset(), common))
         for variant in args.variants:
             epochs = long_epochs if variant == "reference" else short_epochs
             if not ((runs["variant"] == variant) & (runs["seed"] == seed) & (runs["epoch"] == epochs)).any():
-                todo.append((variant, epochs, set(range(short_epochs, epochs + 1, short_epochs)) | {epochs}))
-        for variant, epochs, eval_epochs in todo:
-            began = time.perf_counter()
-            rows = (reference_rows(prepared) if variant == "references"
-                    else ablation_rows(prepared, variant, epochs, eval_epochs, common))
-            runs = runs[~((runs["variant"].isin([r["variant"] for r in rows])) & (runs["seed"] == seed))]
-            runs = pd.concat([runs, pd.DataFrame(rows)], ignore_index=True)
-            write_file_atomically(runs_path, runs.to_csv(index=False))
-            write_file_atomically(out / "table.md", render(runs, command, short_epochs))
-            print(f"seed {seed}, {variant}: done in {time.perf_counter() - began:.0f} s", flush=True)
+                evaluated = frozenset(range(short_epochs, epochs + 1, short_epochs)) | {epochs}
+                tasks.append(AblationTask(seed, variant, epochs, evaluated, common))
+    if args.workers > 1:
+        setting = experiment_from_preset(args.preset, forget=args.forget, **overrides).as_dict()
+        results = run_in_workers(ablation_task, tasks, args.workers, setting, args.cache_dir)
+    else:
+        cache = ArtifactCache(args.cache_dir)
+        results = (ablation_task(task, serial_prepared(args, overrides, cache)) for task in tasks)
+    for task, rows, seconds in results:
+        runs = runs[~((runs["variant"].isin([r["variant"] for r in rows])) & (runs["seed"] == task.seed))]
+        runs = pd.concat([runs, pd.DataFrame(rows)], ignore_index=True)
+        write_file_atomically(runs_path, runs.to_csv(index=False))
+        write_file_atomically(out / "table.md", render(runs, command, short_epochs))
+        print(f"seed {task.seed}, {task.variant}: done in {seconds:.0f} s", flush=True)
     print(render(runs, command, short_epochs))
     return 0
 

@@ -1,7 +1,7 @@
 """The DAU ablation benchmark on digits: per-epoch rows of the long reference run, a table, a resume."""
 from __future__ import annotations
 
-import importlib.util
+import importlib
 from pathlib import Path
 
 import pandas as pd
@@ -13,10 +13,10 @@ from tests.test_dau import FAST_DAU
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_the_ablation_bench_keeps_each_epoch_it_evaluates_and_resumes(cache_dir, digits_random, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("dau_ablations", ROOT / "bench" / "dau_ablations.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_the_ablation_bench_keeps_each_epoch_it_evaluates_and_resumes(cache_dir, digits_random, tmp_path, capsys,
+                                                                     monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # importable by name, as its spawned workers import it
+    bench = importlib.import_module("dau_ablations")
     fast = [f"-p{key}={value}" for key, value in FAST_DAU.items() if key != "epochs"]  # test_dau's attacker
     args = ["--preset", "digits", "--seeds", "0", "--variants", "reference", "--long-epochs", "6",
             "--epochs", str(FAST_EPOCHS), *fast, "--cache-dir", str(cache_dir), "--out", str(tmp_path), "--threads", "2"]
@@ -37,3 +37,16 @@ def test_the_ablation_bench_keeps_each_epoch_it_evaluates_and_resumes(cache_dir,
     assert bench.main(args) == 0  # everything kept: nothing runs again
     assert "done in" not in capsys.readouterr().out
     assert pd.read_csv(tmp_path / "runs.csv").equals(runs)
+    # --workers 2: the same bench in two spawned processes, one thread each; the reference rows are
+    # the same models' evaluations, and a variant's run lands beside them
+    workers = tmp_path / "workers"
+    args_workers = [*args[:args.index("--variants")], "--variants", "detach-validation",
+                    *args[args.index("--long-epochs"):args.index("--out")], "--out", str(workers), "--workers", "2"]
+    assert bench.main(args_workers) == 0
+    pooled = pd.read_csv(workers / "runs.csv")
+    assert sorted(zip(pooled["variant"], pooled["epoch"])) == [("Original", 0), ("Retrain", 0),
+                                                              ("detach-validation", 3)]
+    references = ["variant", "UA", "RA", "TA", "MIA-Efficacy", "val_acc_eval", "best_metric_attack_bacc"]
+    expected = runs[runs["variant"].isin(["Original", "Retrain"])].sort_values("variant")[references]
+    got = pooled[pooled["variant"].isin(["Original", "Retrain"])].sort_values("variant")[references]
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True))

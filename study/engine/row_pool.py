@@ -1,41 +1,49 @@
-"""Evaluation rows in several worker processes at once: `study.compare --eval-workers N`.
+"""Per-seed runs in several worker processes at once: `study.compare --eval-workers N` and
+`bench/dau_ablations.py --workers N`.
 
 A comparison's evaluation phase is dozens of independent rows (a method, its parameters, a seed).
 Run one after another in the driver, each row gets every core, but the proxy's small CNN cannot
-use two cores well: two one-thread rows side by side finish sooner than the same rows in turn.
-This pool runs them that way, each worker with `cores // workers` torch threads, which is also
-how the studies' trials ran (one core per trial), so time/Retrain compares like with like when
-Retrain is trained in a worker too (every row records its thread count and Retrain's, and the
-table notes a seed where they differ).
+use two cores well: two one-thread runs side by side finish no later than the same runs in turn,
+and sooner where a run is bound by Python or by scikit-learn. This pool runs them that way, each
+worker with `cores // workers` torch threads, which is also how the studies' trials ran (one core
+per trial), so time/Retrain compares like with like when Retrain is trained in a worker too
+(every row records its thread count and Retrain's, and the table notes a seed where they differ).
 
-Workers are spawned (no forked torch or Ray state), keep each seed's prepared data, models and
-held-out judge once built, and return finished rows to the driver, which alone writes the run
-log: a row is recorded the moment it returns, so Ctrl+C (which ends the workers) loses only the
-rows in flight. Two workers that need the same seed's models wait on the artifact cache's
-per-key lock instead of training them twice.
+Workers are spawned (no forked torch or Ray state) and keep each seed's prepared data and models
+(`worker_prepared`) once built. A task is a picklable object with a `seed`; the function run on
+it is a module-level function (so a spawned worker can import it). Results go back to the
+driver, which alone writes files: a result is recorded the moment it returns, so Ctrl+C (which
+ends the workers) loses only the runs in flight. Two workers that need the same seed's models
+wait on the artifact cache's per-key lock instead of training them twice.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import torch
 
 from study.core.progress import set_quiet
 
-_state: dict = {}  # per worker: the experiment, the cache, and each seed's (prepared, judge)
+T = TypeVar("T")
+R = TypeVar("R")
+_state: dict = {}  # per worker: the experiment, the cache folder, each seed's prepared run and judge
 
 
 @dataclass(frozen=True)
 class RowTask:
-    """One evaluation row to run: its run-log key (method, seed, params...) and its probes."""
+    """One evaluation row of a comparison: its run-log key (method, seed, params...) and its probes."""
 
     method: str
     params: dict
     key: dict
     probes: object  # a seed_runs.RowProbes
+
+    @property
+    def seed(self) -> int:
+        return int(self.key["seed"])
 
 
 def threads_per_worker(workers: int) -> int:
@@ -45,45 +53,58 @@ def threads_per_worker(workers: int) -> int:
 def _start_worker(experiment: dict, cache_dir: str, threads: int, quiet: bool) -> None:
     torch.set_num_threads(threads)
     set_quiet(quiet)
-    _state.update(experiment=experiment, cache_dir=cache_dir, seeds={})
+    _state.update(experiment=experiment, cache_dir=cache_dir, prepared={}, judges={})
 
 
-def _seed_state(seed: int, heldout: bool):
+def worker_prepared(seed: int):
+    """In a worker: the pool's experiment at `seed`, prepared once (data, split, original, Retrain)."""
     from study.core.cache import ArtifactCache
-    from study.evaluation.heldout import RetrainFreeJudge
     from study.experiment.config import resolve_experiment
     from study.experiment.prepare import prepare
 
-    cache = ArtifactCache(_state["cache_dir"])
-    prepared, judge = _state["seeds"].get(seed, (None, None))
-    if prepared is None:
+    if seed not in _state["prepared"]:
         log = lambda message: print(f"  [seed {seed}] {message}", flush=True)  # noqa: E731
-        prepared = prepare(resolve_experiment(None, _state["experiment"], {"seed": seed}), cache, log=log)
-    if heldout and judge is None:
-        judge = RetrainFreeJudge(prepared, cache)
-    _state["seeds"][seed] = (prepared, judge)
-    return prepared, judge
+        config = resolve_experiment(None, _state["experiment"], {"seed": seed})
+        _state["prepared"][seed] = prepare(config, ArtifactCache(_state["cache_dir"]), log=log)
+    return _state["prepared"][seed]
 
 
-def _run_task(task: RowTask) -> dict:
+def _worker_judge(seed: int):
+    from study.core.cache import ArtifactCache
+    from study.evaluation.heldout import RetrainFreeJudge
+
+    if seed not in _state["judges"]:
+        _state["judges"][seed] = RetrainFreeJudge(worker_prepared(seed), ArtifactCache(_state["cache_dir"]))
+    return _state["judges"][seed]
+
+
+def evaluation_task(task: RowTask) -> dict:
+    """In a worker: one comparison row (`seed_runs.evaluation_row`), with the seed's held-out judge."""
     from study.engine.seed_runs import evaluation_row
 
-    prepared, judge = _seed_state(task.key["seed"], task.probes.heldout)
-    return evaluation_row(prepared, task.method, task.params, task.key, task.probes, judge=judge)
+    judge = _worker_judge(task.seed) if task.probes.heldout else None
+    return evaluation_row(worker_prepared(task.seed), task.method, task.params, task.key, task.probes, judge=judge)
 
 
-def rows_in_workers(tasks: list[RowTask], workers: int, experiment: dict, cache_dir: str,
-                    quiet: bool = False) -> Iterator[dict]:
-    """Run `tasks` in `workers` spawned processes; yield each finished row as it returns (in any
-    order). An error in a row, or Ctrl+C in the driver, ends every worker."""
+def run_in_workers(function: Callable[[T], R], tasks: list[T], workers: int, experiment: dict, cache_dir: str,
+                   quiet: bool = False) -> Iterator[R]:
+    """`function(task)` for every task in `workers` spawned processes that share `experiment` (a
+    task's seed replaces its seed) and the artifact cache; yields each result as it returns (in any
+    order). An error in a task, or Ctrl+C in the driver, ends every worker."""
     context = multiprocessing.get_context("spawn")
     pool = context.Pool(workers, initializer=_start_worker,
                         initargs=(experiment, cache_dir, threads_per_worker(workers), quiet))
     try:
-        yield from pool.imap_unordered(_run_task, tasks)
+        yield from pool.imap_unordered(function, tasks)
         pool.close()
     except BaseException:
         pool.terminate()
         raise
     finally:
         pool.join()
+
+
+def rows_in_workers(tasks: list[RowTask], workers: int, experiment: dict, cache_dir: str,
+                    quiet: bool = False) -> Iterator[dict]:
+    """Comparison rows in workers (`evaluation_task` per task), each yielded as it returns."""
+    return run_in_workers(evaluation_task, tasks, workers, experiment, cache_dir, quiet)
