@@ -37,16 +37,3 @@ def test_the_ablation_bench_keeps_each_epoch_it_evaluates_and_resumes(cache_dir,
     assert bench.main(args) == 0  # everything kept: nothing runs again
     assert "done in" not in capsys.readouterr().out
     assert pd.read_csv(tmp_path / "runs.csv").equals(runs)
-    # --workers 2: the same bench in two spawned processes, one thread each; the reference rows are
-    # the same models' evaluations, and a variant's run lands beside them
-    workers = tmp_path / "workers"
-    args_workers = [*args[:args.index("--variants")], "--variants", "detach-validation",
-                    *args[args.index("--long-epochs"):args.index("--out")], "--out", str(workers), "--workers", "2"]
-    assert bench.main(args_workers) == 0
-    pooled = pd.read_csv(workers / "runs.csv")
-    assert sorted(zip(pooled["variant"], pooled["epoch"])) == [("Original", 0), ("Retrain", 0),
-                                                              ("detach-validation", 3)]
-    references = ["variant", "UA", "RA", "TA", "MIA-Efficacy", "val_acc_eval", "best_metric_attack_bacc"]
-    expected = runs[runs["variant"].isin(["Original", "Retrain"])].sort_values("variant")[references]
-    got = pooled[pooled["variant"].isin(["Original", "Retrain"])].sort_values("variant")[references]
-    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True))
