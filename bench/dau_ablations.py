@@ -48,8 +48,8 @@ from study.core.staging import write_file_atomically  # noqa: E402
 from study.evaluation.metrics import accuracy  # noqa: E402
 from study.evaluation.mia import SIGNALS  # noqa: E402
 from study.experiment.config import experiment_from_preset  # noqa: E402
-from study.engine.row_pool import run_in_workers, worker_prepared  # noqa: E402
-from study.experiment.prepare import Prepared, load_experiment, prepare  # noqa: E402
+from study.engine.row_pool import PreparedSeeds, run_in_workers, worker_prepared  # noqa: E402
+from study.experiment.prepare import Prepared, load_experiment  # noqa: E402
 from study.methods import build_method, method_class  # noqa: E402
 
 REFERENCE_STEPS = 477  # the reference's defender steps on CIFAR-10 (3 epochs of 159 retain batches)
@@ -155,18 +155,6 @@ class AblationTask:
     common: dict
 
 
-def serial_prepared(args: argparse.Namespace, overrides: dict, cache: ArtifactCache):
-    """`prepared_for(seed)` for runs in this process, each seed prepared once."""
-    prepared: dict[int, Prepared] = {}
-
-    def prepared_for(seed: int) -> Prepared:
-        if seed not in prepared:
-            experiment = experiment_from_preset(args.preset, forget=args.forget, seed=seed, **overrides)
-            prepared[seed] = prepare(experiment, cache, log=lambda m: print(m, flush=True))
-        return prepared[seed]
-    return prepared_for
-
-
 def ablation_task(task: AblationTask, prepared_for=None) -> tuple[AblationTask, list[dict], float]:
     """Run one task (in a worker, whose prepared seeds `worker_prepared` keeps, or in this process)."""
     prepared = (prepared_for or worker_prepared)(task.seed)
@@ -223,12 +211,12 @@ def main(argv: list[str] | None = None) -> int:
             if not ((runs["variant"] == variant) & (runs["seed"] == seed) & (runs["epoch"] == epochs)).any():
                 evaluated = frozenset(range(short_epochs, epochs + 1, short_epochs)) | {epochs}
                 tasks.append(AblationTask(seed, variant, epochs, evaluated, common))
+    setting = experiment_from_preset(args.preset, forget=args.forget, **overrides).as_dict()
     if args.workers > 1:
-        setting = experiment_from_preset(args.preset, forget=args.forget, **overrides).as_dict()
         results = run_in_workers(ablation_task, tasks, args.workers, setting, args.cache_dir)
-    else:
-        cache = ArtifactCache(args.cache_dir)
-        results = (ablation_task(task, serial_prepared(args, overrides, cache)) for task in tasks)
+    else:  # in this process, each seed prepared once for all its tasks
+        prepared_for = PreparedSeeds(setting, args.cache_dir, lambda m: print(m, flush=True))
+        results = (ablation_task(task, prepared_for) for task in tasks)
     for task, rows, seconds in results:
         runs = runs[~((runs["variant"].isin([r["variant"] for r in rows])) & (runs["seed"] == task.seed))]
         runs = pd.concat([runs, pd.DataFrame(rows)], ignore_index=True)

@@ -36,7 +36,7 @@ from study.engine.seed_runs import RowProbes, rows_per_seed
 from study.engine.spaces import MethodSpace, SearchSpace, load_space
 from study.engine.study import StudyRequest, run_study, selection_note
 from study.evaluation.names import MIA_SUBSETS, PARETO, PARETO_OBJECTIVES
-from study.experiment.config import ExperimentConfig, resolve_experiment
+from study.experiment.config import ExperimentConfig
 from study.methods import method_class
 from study.records.comparison import (
     REFERENCE_ROWS,
@@ -244,18 +244,12 @@ def evaluate_configs(request: ComparisonRequest, configs: dict[str, dict], defau
     """The reference rows, each method at its documented defaults and at its chosen configuration
     on every evaluation seed (kept in runs.csv; a configuration equal to the defaults runs once);
     a seed's data, models and held-out attackers are prepared only when one of its rows is missing."""
+    from study.engine.row_pool import PreparedSeeds
     from study.evaluation.heldout import RetrainFreeJudge
-    from study.experiment.prepare import prepare
 
     cache = ArtifactCache(request.cache_dir)
-    prepared_by_seed: dict = {}
+    prepared_for = PreparedSeeds(request.experiment.as_dict(), request.cache_dir, log)
     judges: dict = {}
-
-    def prepared_for(seed: int):
-        if seed not in prepared_by_seed:
-            config = resolve_experiment(None, request.experiment.as_dict(), {"seed": seed})
-            prepared_by_seed[seed] = prepare(config, cache, log=log)
-        return prepared_by_seed[seed]
 
     def judge_for(seed: int):
         if seed not in judges:

@@ -25,11 +25,13 @@ from typing import Callable, Iterator, TypeVar
 
 import torch
 
-from study.core.progress import set_quiet
+from study.core.progress import Log, set_quiet
+from study.engine.seed_runs import RowProbes
+from study.experiment.prepare import Prepared
 
 T = TypeVar("T")
 R = TypeVar("R")
-_state: dict = {}  # per worker: the experiment, the cache folder, each seed's prepared run and judge
+_state: dict = {}  # per worker: the cache folder, its PreparedSeeds and each seed's held-out judge
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class RowTask:
     method: str
     params: dict
     key: dict
-    probes: object  # a seed_runs.RowProbes
+    probes: RowProbes
 
     @property
     def seed(self) -> int:
@@ -50,23 +52,36 @@ def threads_per_worker(workers: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) // workers)
 
 
+class PreparedSeeds:
+    """`experiment` (a dict, as `ExperimentConfig.as_dict` gives) prepared per seed, each seed once:
+    data, split, original and Retrain (`prepare`). Called with a seed, as a `prepared_for`."""
+
+    def __init__(self, experiment: dict, cache_dir: str, log: Log = print, label_seeds: bool = False):
+        self.experiment, self.cache_dir, self.log, self.label_seeds = experiment, cache_dir, log, label_seeds
+        self.prepared: dict[int, Prepared] = {}
+
+    def __call__(self, seed: int) -> Prepared:
+        from study.core.cache import ArtifactCache
+        from study.experiment.config import resolve_experiment
+        from study.experiment.prepare import prepare
+
+        if seed not in self.prepared:
+            log = (lambda message: self.log(f"  [seed {seed}] {message}")) if self.label_seeds else self.log
+            config = resolve_experiment(None, self.experiment, {"seed": seed})
+            self.prepared[seed] = prepare(config, ArtifactCache(self.cache_dir), log=log)
+        return self.prepared[seed]
+
+
 def _start_worker(experiment: dict, cache_dir: str, threads: int, quiet: bool) -> None:
     torch.set_num_threads(threads)
     set_quiet(quiet)
-    _state.update(experiment=experiment, cache_dir=cache_dir, prepared={}, judges={})
+    log = lambda message: print(message, flush=True)  # noqa: E731
+    _state.update(cache_dir=cache_dir, prepared=PreparedSeeds(experiment, cache_dir, log, label_seeds=True), judges={})
 
 
-def worker_prepared(seed: int):
+def worker_prepared(seed: int) -> Prepared:
     """In a worker: the pool's experiment at `seed`, prepared once (data, split, original, Retrain)."""
-    from study.core.cache import ArtifactCache
-    from study.experiment.config import resolve_experiment
-    from study.experiment.prepare import prepare
-
-    if seed not in _state["prepared"]:
-        log = lambda message: print(f"  [seed {seed}] {message}", flush=True)  # noqa: E731
-        config = resolve_experiment(None, _state["experiment"], {"seed": seed})
-        _state["prepared"][seed] = prepare(config, ArtifactCache(_state["cache_dir"]), log=log)
-    return _state["prepared"][seed]
+    return _state["prepared"](seed)
 
 
 def _worker_judge(seed: int):
