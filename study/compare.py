@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from study.cli_common import add_experiment_arguments, experiment_overrides, set_threads
@@ -139,18 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     source, transferred = (transferred_configs(Path(args.configs_from), level_name(experiment.sparsity),
                                                list(args.methods), experiment.as_dict(), args.eval_seeds)
                            if args.configs_from else (None, {}))
+    # with --configs-from, the header records the protocol that chose the configurations, not a budget spent here
+    tuning = source or {"budget": args.budget, "tune_seeds": args.tune_seeds, "objective": args.objective}
     request = ComparisonRequest(
         methods=list(args.methods), experiment=experiment, preset=args.preset or "digits", out=Path(args.out),
-        cache_dir=args.cache_dir, budget=args.budget, tune_seeds=args.tune_seeds, eval_seeds=args.eval_seeds,
-        objective=args.objective, pareto=tuple(dict.fromkeys(args.pareto_objectives)), pick=args.pick,
+        cache_dir=args.cache_dir, budget=tuning["budget"], tune_seeds=tuning["tune_seeds"], eval_seeds=args.eval_seeds,
+        objective=tuning["objective"], pareto=tuple(dict.fromkeys(args.pareto_objectives)), pick=args.pick,
         relearn_steps=args.relearn, heldout=not args.no_heldout, eval_workers=args.eval_workers,
         spaces=parse_spaces(args.space, args.dau_space), cpus_per_trial=args.cpus_per_trial,
         max_concurrent=args.max_concurrent, studies_only=args.studies_only, quiet=args.quiet,
         source=source, transferred=transferred,
         command="python -m study.compare " + " ".join(sys.argv[1:] if argv is None else argv))
-    if source:  # the header records the protocol that chose the configurations, not a budget spent here
-        request = replace(request, budget=source["budget"], objective=source["objective"],
-                          tune_seeds=source["tune_seeds"])
     previous = check_same_comparison(request.out, request.header())
     log = lambda message: print(message, flush=True)  # noqa: E731
     tuned = (f"configurations chosen by {args.configs_from} (forget {source['configs_from']['forget']}; "

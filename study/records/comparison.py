@@ -75,7 +75,6 @@ def recorded_study(method: str, out: Path, level: str, previous: dict, budget: i
             "average_seeds": entry.get("average_seeds"), "dir": entry.get("dir"), "config": config}
 
 
-
 SAME_SETTING_EXCEPT = ("forget", "sparsity", "seed")  # what a transferred configuration may change
 
 
