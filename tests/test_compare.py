@@ -201,6 +201,7 @@ def test_configurations_chosen_on_one_forget_set_are_evaluated_on_another(compar
     assert set(runs["forget"]) == {"random:20"} and set(runs["method"]) == {"retrain", "original", "ft"}
     assert "on forget random:10 by the comparison in" in (tmp_path / "moved" / "table.md").read_text()
     for extra, needle in ((("--eval-seeds", "0"), "both tuning and evaluation seeds"),
+                          (("--tune-seeds", "5", "--eval-seeds", "0"), "its studies tuned on seed(s) 0"),
                           (("--eval-seeds", "2", "--epochs", "5"), "differs in recipe")):
         refused = run_in_process("study.compare", *common, *extra, "--out", str(tmp_path / "refused"))
         assert refused.returncode != 0 and needle in refused.stderr.strip().splitlines()[-1]
