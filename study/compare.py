@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "they were chosen")
     parser.add_argument("--eval-workers", type=int, default=1, metavar="N",
                         help="evaluation rows run N at a time, each in its own process with cores/N torch threads "
-                             "(default 1: one after another in this process); rows are recorded as each finishes")
+                             "(default 1: one after another in this process); rows are recorded as each finishes, "
+                             "and Ctrl+C lets the rows in flight finish (twice: abandons them)")
     parser.add_argument("--out", default="compare", help="output folder (default ./compare)")
     parser.add_argument("--studies-only", action="store_true",
                         help="run (or reuse) the studies and write the chosen configurations, then stop before the "

@@ -1,11 +1,16 @@
 """`study.compare --eval-workers`: rows run in spawned workers are the rows the driver would run."""
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
+
 import pytest
 import torch
 
 from study.core.errors import UserError
-from study.engine.row_pool import RowTask, rows_in_workers, threads_per_worker
+from study.engine.row_pool import RowTask, rows_in_workers, run_in_workers, threads_per_worker
 from study.engine.seed_runs import RowProbes, evaluation_row
 from study.records.run_log import run_key
 
@@ -39,3 +44,27 @@ def test_an_error_in_a_worker_reaches_the_driver(digits_random, cache_dir):
     task = RowTask("no-such-method", {}, run_key("digits", "random:10", "no-such-method", 0.0, 0, {}), RowProbes())
     with pytest.raises(UserError, match="no-such-method"):
         list(rows_in_workers([task], 2, digits_random.config.as_dict(), str(cache_dir), quiet=True))
+
+
+def test_ctrl_c_keeps_the_runs_in_flight_and_a_second_abandons_them(cache_dir):
+    assert threading.current_thread() is threading.main_thread()  # where the pool's SIGINT handler goes
+    handler = signal.getsignal(signal.SIGINT)
+    messages: list[str] = []
+    kept = []
+    with pytest.raises(KeyboardInterrupt):
+        for result in run_in_workers(abs, [-1, -2, -3, -4], 2, {}, str(cache_dir), quiet=True, log=messages.append):
+            kept.append(result)
+            if len(kept) == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+    assert sorted(kept) == [1, 2]  # the two handed out before Ctrl+C; -3 and -4 never started
+    assert "2 not started" in messages[0]
+
+    def second_ctrl_c(message: str) -> None:  # called while the 30-second run is in flight
+        os.kill(os.getpid(), signal.SIGINT)
+
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        for _ in run_in_workers(time.sleep, [0, 30, 0], 2, {}, str(cache_dir), quiet=True, log=second_ctrl_c):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert time.monotonic() - began < 20
+    assert signal.getsignal(signal.SIGINT) is handler  # the pool's own handler is gone

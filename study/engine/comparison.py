@@ -282,9 +282,10 @@ def evaluate_in_workers(request: ComparisonRequest, runs: list[tuple[str, dict, 
                                            request.experiment.sparsity, seed, params)) is None]
     total = len(runs) * len(request.eval_seeds)
     log(f"evaluation: {total - len(tasks)} of {total} rows kept in {run_log.path}; {len(tasks)} to run, "
-        f"{request.eval_workers} at a time ({threads_per_worker(request.eval_workers)} thread(s) each)")
+        f"{request.eval_workers} at a time ({threads_per_worker(request.eval_workers)} thread(s) each); "
+        "Ctrl+C keeps the rows in flight and starts no more")
     rows = rows_in_workers(tasks, request.eval_workers, request.experiment.as_dict(), request.cache_dir,
-                           request.quiet)
+                           request.quiet, log)
     for done, row in enumerate(rows, 1):
         run_log.add(row)
         log(f"  [{done}/{len(tasks)}] {row['method']} on seed {row['seed']}: Avg. Disparity "

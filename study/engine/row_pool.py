@@ -12,14 +12,20 @@ per trial), so time/Retrain compares like with like when Retrain is trained in a
 Workers are spawned (no forked torch or Ray state) and keep each seed's prepared data and models
 (`worker_prepared`) once built. A task is a picklable object with a `seed`; the function run on
 it is a module-level function (so a spawned worker can import it). Results go back to the
-driver, which alone writes files: a result is recorded the moment it returns, so Ctrl+C (which
-ends the workers) loses only the runs in flight. Two workers that need the same seed's models
-wait on the artifact cache's per-key lock instead of training them twice.
+driver, which alone writes files: a result is recorded the moment it returns. Workers ignore
+SIGINT, so Ctrl+C reaches the driver alone: the first stops handing out tasks and waits for the
+runs in flight (a DAU row on the proxy is about 25 minutes of work one would rather keep), a
+second ends the workers at once and loses those runs. Either way the run ends as interrupted.
+Two workers that need the same seed's models wait on the artifact cache's per-key lock instead
+of training them twice.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import threading
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterator, TypeVar
 
@@ -54,10 +60,12 @@ def threads_per_worker(workers: int) -> int:
 
 class PreparedSeeds:
     """`experiment` (a dict, as `ExperimentConfig.as_dict` gives) prepared per seed, each seed once:
-    data, split, original and Retrain (`prepare`). Called with a seed, as a `prepared_for`."""
+    data, split, original and Retrain (`prepare`, on `device`). Called with a seed, as a `prepared_for`."""
 
-    def __init__(self, experiment: dict, cache_dir: str, log: Log = print, label_seeds: bool = False):
+    def __init__(self, experiment: dict, cache_dir: str, log: Log = print, label_seeds: bool = False,
+                 device: str = "cpu"):
         self.experiment, self.cache_dir, self.log, self.label_seeds = experiment, cache_dir, log, label_seeds
+        self.device = device
         self.prepared: dict[int, Prepared] = {}
 
     def __call__(self, seed: int) -> Prepared:
@@ -68,11 +76,12 @@ class PreparedSeeds:
         if seed not in self.prepared:
             log = (lambda message: self.log(f"  [seed {seed}] {message}")) if self.label_seeds else self.log
             config = resolve_experiment(None, self.experiment, {"seed": seed})
-            self.prepared[seed] = prepare(config, ArtifactCache(self.cache_dir), log=log)
+            self.prepared[seed] = prepare(config, ArtifactCache(self.cache_dir), device=self.device, log=log)
         return self.prepared[seed]
 
 
 def _start_worker(experiment: dict, cache_dir: str, threads: int, quiet: bool) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides what Ctrl+C stops
     torch.set_num_threads(threads)
     set_quiet(quiet)
     log = lambda message: print(message, flush=True)  # noqa: E731
@@ -101,25 +110,63 @@ def evaluation_task(task: RowTask) -> dict:
     return evaluation_row(worker_prepared(task.seed), task.method, task.params, task.key, task.probes, judge=judge)
 
 
+class _StopRequest:
+    """The driver's SIGINT handler while workers run: the first signal asks for a stop after the
+    runs in flight; a second raises KeyboardInterrupt, which abandons them."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
 def run_in_workers(function: Callable[[T], R], tasks: list[T], workers: int, experiment: dict, cache_dir: str,
-                   quiet: bool = False) -> Iterator[R]:
+                   quiet: bool = False, log: Log = print) -> Iterator[R]:
     """`function(task)` for every task in `workers` spawned processes that share `experiment` (a
     task's seed replaces its seed) and the artifact cache; yields each result as it returns (in any
-    order). An error in a task, or Ctrl+C in the driver, ends every worker."""
+    order). Tasks are handed out one per idle worker, so that Ctrl+C (in the main thread) can stop
+    before the next: the results in flight are still yielded, then KeyboardInterrupt is raised. An
+    error in a task, a second Ctrl+C or the caller leaving the loop ends every worker at once."""
     context = multiprocessing.get_context("spawn")
     pool = context.Pool(workers, initializer=_start_worker,
                         initargs=(experiment, cache_dir, threads_per_worker(workers), quiet))
+    stop = _StopRequest()
+    previous = signal.signal(signal.SIGINT, stop) if threading.current_thread() is threading.main_thread() else None
+    waiting, in_flight, announced = deque(tasks), [], False
     try:
-        yield from pool.imap_unordered(function, tasks)
+        while waiting or in_flight:
+            while waiting and not stop.requested and len(in_flight) < workers:
+                in_flight.append(pool.apply_async(function, (waiting.popleft(),)))
+            if stop.requested and not announced:
+                log(f"stopping: {len(in_flight)} run(s) in flight will finish and be kept, {len(waiting)} not started "
+                    "(Ctrl+C again abandons the runs in flight)")
+                waiting.clear()
+                announced = True
+            if not in_flight:  # stopped with every run handed out already returned
+                break
+            ready = [result for result in in_flight if result.ready()]
+            if not ready:
+                in_flight[0].wait(0.2)
+                continue
+            for result in ready:
+                in_flight.remove(result)
+                yield result.get()
         pool.close()
+        if stop.requested:
+            raise KeyboardInterrupt
     except BaseException:
         pool.terminate()
         raise
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         pool.join()
 
 
 def rows_in_workers(tasks: list[RowTask], workers: int, experiment: dict, cache_dir: str,
-                    quiet: bool = False) -> Iterator[dict]:
+                    quiet: bool = False, log: Log = print) -> Iterator[dict]:
     """Comparison rows in workers (`evaluation_task` per task), each yielded as it returns."""
-    return run_in_workers(evaluation_task, tasks, workers, experiment, cache_dir, quiet)
+    return run_in_workers(evaluation_task, tasks, workers, experiment, cache_dir, quiet, log)
