@@ -37,14 +37,16 @@ from study.cli_common import resolve_device, set_threads  # noqa: E402
 from study.core.cache import ArtifactCache  # noqa: E402
 from study.core.errors import UserError, cli_entry  # noqa: E402
 from study.core.versions import package_versions  # noqa: E402
+from study.engine.row_pool import PreparedSeeds  # noqa: E402
 from study.engine.seed_runs import rows_per_seed  # noqa: E402
 from study.experiment.config import PRESETS, experiment_from_preset  # noqa: E402
-from study.experiment.prepare import prepare  # noqa: E402
 from study.methods import build_method  # noqa: E402
 from study.records.method_config import read_method_config  # noqa: E402
 from study.records.run_log import RunLog  # noqa: E402
 
 DEFAULT_METHODS = ("ft", "ga", "ff", "iu", "rl", "salun", "scrub", "dau")
+
+
 def protocol_runs(preset: str, forget: str, sparsities, seeds, methods, configs: dict, cache: ArtifactCache,
                   device: str, data_root: str | None, log=print, run_log: RunLog | None = None,
                   epochs: int | None = None) -> pd.DataFrame:
@@ -56,17 +58,11 @@ def protocol_runs(preset: str, forget: str, sparsities, seeds, methods, configs:
     run_log = run_log or RunLog(None)
     label = preset if epochs is None else f"{preset}, {epochs} epochs"
     rows = []
-    for sparsity in sparsities:
-        prepared_by_seed: dict = {}
-
-        def prepared_for(seed: int, sparsity: float = sparsity):
-            if seed not in prepared_by_seed:
-                overrides = {"data_root": data_root, "epochs": epochs}
-                experiment = experiment_from_preset(preset, forget=forget, seed=seed, sparsity=sparsity,
-                                                    **{k: v for k, v in overrides.items() if v is not None})
-                prepared_by_seed[seed] = prepare(experiment, cache, device=device, log=log)
-            return prepared_by_seed[seed]
-
+    overrides = {"data_root": data_root, "epochs": epochs}
+    for sparsity in sparsities:  # each level's seeds prepared once, for all its methods
+        experiment = experiment_from_preset(preset, forget=forget, sparsity=sparsity,
+                                            **{k: v for k, v in overrides.items() if v is not None})
+        prepared_for = PreparedSeeds(experiment.as_dict(), str(cache.root), log, device=device)
         for name in ("retrain", "original", *methods):
             cfg = configs.get(name, {})
             rows += rows_per_seed(cfg.get("method", name), dict(cfg.get("params") or {}), list(seeds), label, forget,
