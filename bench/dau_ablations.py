@@ -130,9 +130,10 @@ def render(runs: pd.DataFrame, command: str, short_epochs: int) -> str:
         lines.append(f"| {variant} | {len(part)} | {cells} |")
     originals = runs[runs["variant"] == "Original"]
     if "best_metric_attack_bacc" in runs and not originals.empty:
+        pretrained = runs[(runs["variant"] == "reference") & (runs["epoch"] == short_epochs)]
         lines += ["", "The original's best metric attack (retain vs test, balanced accuracy): "
                   f"{mean_std(originals.get('best_metric_attack_bacc'))} %; DAU's attacker after pre-training, on its "
-                  f"own batches: {mean_std(runs[(runs['variant'] == 'reference') & (runs['epoch'] == short_epochs)].get('attacker_pretrain_acc'))} %."]
+                  f"own batches: {mean_std(pretrained.get('attacker_pretrain_acc'))} %."]
     long_run = runs[runs["variant"] == "reference"]
     if long_run["epoch"].nunique() > 1:
         lines += ["", "### The reference run's trajectory (cause b: more defender steps)", "",
