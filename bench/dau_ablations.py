@@ -23,7 +23,8 @@ command resumes and `<out>/table.md` is rewritten from that file.
 
     python bench/dau_ablations.py --seeds 0 1 2 3 --workers 2 --cache-dir cache/proxy --out docs/dau-ablations
 
-`--workers 2` runs two DAU runs at a time, one thread each (`study.engine.row_pool`).
+`--workers 2` runs two DAU runs at a time, one thread each (`study.engine.row_pool`); Ctrl+C
+then lets the runs in flight finish and keeps them, a second Ctrl+C abandons them.
 """
 from __future__ import annotations
 
