@@ -1,12 +1,13 @@
 """`python -m analysis.mia_boundary RUN [RUN ...]`: why a run's MIA-Efficacy is what it is.
 
 MIA-Efficacy is one RBF SVM on one feature, the true-label confidence, fitted on retain
-(members) vs test (non-members). On a memorising model it reduces to a threshold: forget
-samples less confident than it are called non-members. When unlearning lowers the retain
-set's confidences to the test set's, the SVM has nothing left to separate and predicts one
-class everywhere; where test outnumbers the retain subset (the Fashion-MNIST proxy: 9,000
-retain vs 10,000 test) that class is "non-member", and MIA-Efficacy jumps to 100 whatever
-happened to the forget set. This tool prints, per run folder, the confidence quantiles of the
+(members) vs test (non-members), equal in number. On a memorising model it reduces to a
+threshold: forget samples less confident than it are called non-members. When unlearning
+lowers the retain set's confidences to the test set's, the SVM has little left to separate
+and may predict one class everywhere, and MIA-Efficacy jumps to 0 or 100 whatever happened
+to the forget set. (Fitted on unequal sets, as this project did on the proxy until the sets
+were made equal, it did so far more often: see `study.evaluation.metrics`.) This tool prints,
+per run folder, the confidence quantiles of the
 three sets, the SVM's member region on [0, 1] and its balanced accuracy on its own training
 data, so that such a jump can be told apart from real forgetting.
 """
@@ -19,7 +20,7 @@ import numpy as np
 
 from study.cli_common import set_threads
 from study.core.errors import cli_entry
-from study.evaluation.metrics import fit_confidence_svm, member_subset, true_label_confidence
+from study.evaluation.metrics import fit_confidence_svm, mia_sets, true_label_confidence
 
 QUANTILES = (0.05, 0.2, 0.5, 0.8)
 GRID_POINTS = 20001  # the member region is read off the SVM's predictions on this grid over [0, 1]
@@ -43,15 +44,17 @@ def svm_boundary(confidences: dict[str, np.ndarray], seed: int) -> Boundary:
     grid = np.linspace(0.0, 1.0, GRID_POINTS)
     members = grid[svm.predict(grid.reshape(-1, 1)) == 1]
     called = {name: 100.0 * float((svm.predict(conf.reshape(-1, 1)) == 0).mean()) for name, conf in confidences.items()}
-    fitted_members = retain[member_subset(len(retain), len(test), seed)]  # the members the SVM was fitted on
+    member_idx, non_member_idx = mia_sets(len(retain), len(test), seed)  # what the SVM was fitted on
+    fitted_members, fitted_non_members = retain[member_idx], test[non_member_idx]
     member_recall = 100.0 * float((svm.predict(fitted_members.reshape(-1, 1)) == 1).mean())
+    non_member_recall = 100.0 * float((svm.predict(fitted_non_members.reshape(-1, 1)) == 0).mean())
     return Boundary(
         member_low=float(members.min()) if len(members) else None,
         member_high=float(members.max()) if len(members) else None,
-        balanced_accuracy=0.5 * (member_recall + called["test"]),
+        balanced_accuracy=0.5 * (member_recall + non_member_recall),
         non_member_pct=called,
         quantiles={name: [float(q) for q in np.quantile(conf, QUANTILES)] for name, conf in confidences.items()},
-        counts={"members": len(fitted_members), "non_members": len(test)})
+        counts={"members": len(fitted_members), "non_members": len(fitted_non_members)})
 
 
 def run_confidences(run) -> dict[str, np.ndarray]:  # noqa: ANN001 - a study.records.run_folder.LoadedRun

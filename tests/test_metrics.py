@@ -3,7 +3,16 @@ import math
 import numpy as np
 import torch
 
-from study.evaluation.metrics import accuracy, avg_disparity, mia_efficacy, true_label_confidence, unlearning_metrics
+from study.evaluation.metrics import (
+    accuracy,
+    avg_disparity,
+    fit_confidence_svm,
+    fit_svm,
+    mia_efficacy,
+    mia_sets,
+    true_label_confidence,
+    unlearning_metrics,
+)
 
 
 def test_accuracy_by_hand():
@@ -36,6 +45,31 @@ def test_mia_efficacy_uses_a_retain_subset_as_large_as_test():
     members = np.full(1000, 0.95)
     non_members = np.full(10, 0.2)
     assert mia_efficacy(members, non_members, np.array([0.2])) == 100.0
+
+
+def test_mia_sets_are_equal_in_number_whichever_set_is_larger():
+    # retain the larger (CIFAR-10): the reference's retain subset as large as test, and all of test
+    members, non_members = mia_sets(50, 10, seed=3)
+    expected = np.random.Generator(np.random.PCG64(3)).choice(50, size=10, replace=False)
+    assert np.array_equal(members, expected) and np.array_equal(non_members, np.arange(10))
+    # test the larger (the proxy: 9,000 retain vs 10,000 test): all of retain, a test subset as large
+    members, non_members = mia_sets(9, 12, seed=3)
+    assert sorted(members) == list(range(9))
+    assert len(non_members) == 9 and len(set(non_members)) == 9 and non_members.max() < 12
+    assert np.array_equal(non_members, mia_sets(9, 12, seed=3)[1])
+    assert not np.array_equal(non_members, mia_sets(9, 12, seed=4)[1])
+
+
+def test_unequal_sets_call_every_sample_non_member_and_equal_ones_do_not():
+    """The proxy's old collapse: retain (900 here) as (un)confident as the larger test set (1,000).
+    Fitted on all of both, the SVM calls every sample non-member (MIA-Efficacy 100 for any forget
+    set); fitted on the metric's equal sets it has no majority to fall back on."""
+    for seed in (0, 2, 5):
+        rng = np.random.default_rng(seed)
+        retain, test = (np.clip(1.0 - rng.exponential(0.05, n), 0.0, 1.0) for n in (900, 1000))
+        probe = test.reshape(-1, 1)
+        assert (fit_svm(retain, test).predict(probe) == 0).all()
+        assert not (fit_confidence_svm(retain, test, seed=0).predict(probe) == 0).all()
 
 
 def test_avg_disparity_by_hand():
