@@ -16,6 +16,7 @@ import torch
 from study.core.progress import Log
 from study.engine.runner import run_method
 from study.evaluation.evaluate import mia_efficacy_spread
+from study.evaluation.metrics import METRICS_VERSION
 from study.evaluation.relearn import relearn_ua
 from study.experiment.prepare import Prepared
 from study.methods import build_method
@@ -43,7 +44,7 @@ def evaluation_row(prepared: Prepared, method: str, params: dict, key: dict, pro
     result = run_method(prepared, build_method(method, params), log=log)
     row = {**key, **result.metrics, "run_seconds": result.run_seconds, **result.artifact_seconds,
            "retrain_seconds": prepared.retrain_seconds, "threads": torch.get_num_threads(),
-           "retrain_threads": prepared.retrain_threads}
+           "retrain_threads": prepared.retrain_threads, "metrics_version": METRICS_VERSION}
     if probes.mia_subsets:
         row["mia_subsets_mean"], row["mia_subsets_std"] = mia_efficacy_spread(
             result.model, prepared.data, prepared.splits, key["seed"], probes.mia_subsets, prepared.device)

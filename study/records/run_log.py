@@ -14,6 +14,7 @@ import pandas as pd
 
 from study.core.errors import UserError
 from study.core.staging import write_file_atomically
+from study.evaluation.metrics import METRICS_VERSION
 
 RUN_KEY = ("preset", "forget", "method", "sparsity", "seed", "params")
 
@@ -22,6 +23,12 @@ def run_key(preset: str, forget: str, method: str, sparsity: float, seed: int, p
     """The key columns of one run: hyperparameters as sorted JSON, so equal configurations match."""
     return {"preset": preset, "forget": forget, "method": method, "sparsity": float(sparsity), "seed": int(seed),
             "params": json.dumps(params, sort_keys=True)}
+
+
+def metrics_version(row: dict) -> int:
+    """The metric definitions a row was computed with (1 when it predates the column)."""
+    value = row.get("metrics_version")
+    return 1 if value is None or pd.isna(value) else int(value)
 
 
 def _key(row: dict) -> tuple:
@@ -35,7 +42,8 @@ class RunLog:
 
     The CSV is rewritten whole (temporary file, then rename) after each run: a crash can lose the
     run in progress, never leave a half-written row that would later be read as a result. A run
-    is reused only if preset, forget scheme, method, sparsity, seed and hyperparameters all match.
+    is reused only if preset, forget scheme, method, sparsity, seed and hyperparameters all match,
+    and its metrics are of the current definitions.
     """
 
     def __init__(self, path: Path | None):
@@ -54,7 +62,11 @@ class RunLog:
         self.runs = {_key(row): row for row in frame.to_dict("records")}
 
     def get(self, key: dict) -> dict | None:
-        return self.runs.get(_key(key))
+        """The kept run with this key, unless its metrics were computed by another definition
+        (`METRICS_VERSION`; rows from before the column existed are version 1): that run is
+        computed again and its new row replaces the old."""
+        row = self.runs.get(_key(key))
+        return row if row is not None and metrics_version(row) == METRICS_VERSION else None
 
     def add(self, row: dict) -> None:
         self.runs[_key(row)] = row
