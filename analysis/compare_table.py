@@ -161,6 +161,15 @@ def thread_mismatches(runs: pd.DataFrame) -> list[str]:
     return notes
 
 
+def older_metric_rows(runs: pd.DataFrame) -> int:
+    """Rows whose metrics predate today's definitions (`METRICS_VERSION`; version 1 fitted
+    MIA-Efficacy's SVM on unequal sets where test outnumbers retain)."""
+    from study.evaluation.metrics import METRICS_VERSION
+    from study.records.run_log import metrics_version
+
+    return sum(metrics_version(row) != METRICS_VERSION for row in runs.to_dict("records"))
+
+
 def side_by_side(runs_by_level: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The paper's layout: one row per method, each level's headline columns side by side."""
     runs = pd.concat(list(runs_by_level.values()), ignore_index=True)
@@ -252,6 +261,12 @@ def render(record: dict, runs_by_level: dict[str, pd.DataFrame], subsets: int, f
         if tuning is not None:
             sections += [f"On the tuning seed, scored on: {selected}. Each study's best trial against its defaults "
                          "trial (its first), from `trials/" + name + "/<method>.csv`:", "", markdown_table(tuning), ""]
+        older = older_metric_rows(runs)
+        if older:
+            sections += [f"{older} of {len(runs)} rows were computed before MIA-Efficacy's SVM was fitted on equal "
+                         "member and non-member sets: where the test set outnumbers retain (the Fashion-MNIST "
+                         "proxy), their MIA-Efficacy can read 100 for any model whose retain and test confidences "
+                         "are alike. Running the command again computes them anew.", ""]
         mismatches = thread_mismatches(runs)
         if mismatches:
             sections += ["time / Retrain compares different thread counts here, so read it with care: "

@@ -278,7 +278,7 @@ def evaluate_in_workers(request: ComparisonRequest, runs: list[tuple[str, dict, 
     from study.records.run_log import run_key
 
     tasks = [RowTask(method, params, key, probes) for method, params, probes in runs for seed in request.eval_seeds
-             if run_log.get(key := run_key(request.preset, request.experiment.forget, method,
+             if run_log.reusable(key := run_key(request.preset, request.experiment.forget, method,
                                            request.experiment.sparsity, seed, params)) is None]
     total = len(runs) * len(request.eval_seeds)
     log(f"evaluation: {total - len(tasks)} of {total} rows kept in {run_log.path}; {len(tasks)} to run, "

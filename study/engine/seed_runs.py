@@ -67,7 +67,7 @@ def rows_per_seed(method: str, params: dict, seeds: list[int], preset: str, forg
     rows = []
     for seed in seeds:
         key = run_key(preset, forget, method, sparsity, seed, params)
-        row = run_log.get(key)
+        row = run_log.reusable(key)
         if row is not None:
             log(f"  {method} on seed {seed}: kept from {run_log.path}")
         else:

@@ -62,10 +62,14 @@ class RunLog:
         self.runs = {_key(row): row for row in frame.to_dict("records")}
 
     def get(self, key: dict) -> dict | None:
-        """The kept run with this key, unless its metrics were computed by another definition
-        (`METRICS_VERSION`; rows from before the column existed are version 1): that run is
-        computed again and its new row replaces the old."""
-        row = self.runs.get(_key(key))
+        """The kept run with this key, whatever metric definitions computed it (tables read these)."""
+        return self.runs.get(_key(key))
+
+    def reusable(self, key: dict) -> dict | None:
+        """The kept run with this key if its metrics are of today's definitions (`METRICS_VERSION`;
+        rows from before the column existed are version 1), else None: a resumed run computes it
+        again and its new row replaces the old."""
+        row = self.get(key)
         return row if row is not None and metrics_version(row) == METRICS_VERSION else None
 
     def add(self, row: dict) -> None:
