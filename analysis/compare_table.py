@@ -164,10 +164,9 @@ def thread_mismatches(runs: pd.DataFrame) -> list[str]:
 def older_metric_rows(runs: pd.DataFrame) -> int:
     """Rows whose metrics predate today's definitions (`METRICS_VERSION`; version 1 fitted
     MIA-Efficacy's SVM on unequal sets where test outnumbers retain)."""
-    from study.evaluation.metrics import METRICS_VERSION
-    from study.records.run_log import metrics_version
+    from study.records.run_log import has_current_metrics
 
-    return sum(metrics_version(row) != METRICS_VERSION for row in runs.to_dict("records"))
+    return sum(not has_current_metrics(row) for row in runs.to_dict("records"))
 
 
 def side_by_side(runs_by_level: dict[str, pd.DataFrame]) -> pd.DataFrame:

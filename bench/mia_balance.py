@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     set_threads(args.threads)
+    method = build_method(args.method, parse_params(args.param))  # a bad -p fails before any model is trained
     experiment = experiment_from_preset(args.preset, forget=args.forget, seed=args.seed)
     prepared = prepare(experiment, ArtifactCache(args.cache_dir))
-    method = build_method(args.method, parse_params(args.param))
     models = {"Retrain": prepared.retrain, "Original": prepared.original,
               method.name: run_method(prepared, method, log=lambda m: None).model}
     print(f"{args.preset}, {args.forget}, seed {args.seed}; MIA-Efficacy (% of forget called non-member)")

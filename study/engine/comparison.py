@@ -279,7 +279,7 @@ def evaluate_in_workers(request: ComparisonRequest, runs: list[tuple[str, dict, 
 
     tasks = [RowTask(method, params, key, probes) for method, params, probes in runs for seed in request.eval_seeds
              if run_log.reusable(key := run_key(request.preset, request.experiment.forget, method,
-                                           request.experiment.sparsity, seed, params)) is None]
+                                                request.experiment.sparsity, seed, params)) is None]
     total = len(runs) * len(request.eval_seeds)
     log(f"evaluation: {total - len(tasks)} of {total} rows kept in {run_log.path}; {len(tasks)} to run, "
         f"{request.eval_workers} at a time ({threads_per_worker(request.eval_workers)} thread(s) each); "

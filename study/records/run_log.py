@@ -25,10 +25,11 @@ def run_key(preset: str, forget: str, method: str, sparsity: float, seed: int, p
             "params": json.dumps(params, sort_keys=True)}
 
 
-def metrics_version(row: dict) -> int:
-    """The metric definitions a row was computed with (1 when it predates the column)."""
+def has_current_metrics(row: dict) -> bool:
+    """Whether a row's metrics are of today's definitions (`METRICS_VERSION`; a row from before
+    the `metrics_version` column existed is version 1)."""
     value = row.get("metrics_version")
-    return 1 if value is None or pd.isna(value) else int(value)
+    return (1 if value is None or pd.isna(value) else int(value)) == METRICS_VERSION
 
 
 def _key(row: dict) -> tuple:
@@ -66,11 +67,11 @@ class RunLog:
         return self.runs.get(_key(key))
 
     def reusable(self, key: dict) -> dict | None:
-        """The kept run with this key if its metrics are of today's definitions (`METRICS_VERSION`;
-        rows from before the column existed are version 1), else None: a resumed run computes it
-        again and its new row replaces the old."""
+        """The kept run with this key if its metrics are of today's definitions
+        (`has_current_metrics`), else None: a resumed run computes it again and its new row
+        replaces the old."""
         row = self.get(key)
-        return row if row is not None and metrics_version(row) == METRICS_VERSION else None
+        return row if row is not None and has_current_metrics(row) else None
 
     def add(self, row: dict) -> None:
         self.runs[_key(row)] = row
