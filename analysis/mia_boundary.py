@@ -7,9 +7,10 @@ lowers the retain set's confidences to the test set's, the SVM has little left t
 and may predict one class everywhere, and MIA-Efficacy jumps to 0 or 100 whatever happened
 to the forget set. (Fitted on unequal sets, as this project did on the proxy until the sets
 were made equal, it did so far more often: see `study.evaluation.metrics`.) This tool prints,
-per run folder, the confidence quantiles of the
-three sets, the SVM's member region on [0, 1] and its balanced accuracy on its own training
-data, so that such a jump can be told apart from real forgetting.
+per run folder, the confidence quantiles of the three sets, the SVM's member region on [0, 1]
+and its balanced accuracy on its own training data, so that such a jump can be told apart from
+real forgetting. It reads the metric's own fit (one member draw); how much MIA-Efficacy moves
+over other member draws is the comparison table's "MIA-Efficacy over 5 subsets" column.
 """
 from __future__ import annotations
 

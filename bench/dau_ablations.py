@@ -46,6 +46,7 @@ from study.core.errors import UserError, cli_entry  # noqa: E402
 from study.core.inference import predict_logits  # noqa: E402
 from study.core.splits import forget_scheme  # noqa: E402
 from study.core.staging import write_file_atomically  # noqa: E402
+from study.core.stopping import stop_after_run_in_flight  # noqa: E402
 from study.evaluation.metrics import accuracy  # noqa: E402
 from study.evaluation.mia import SIGNALS  # noqa: E402
 from study.experiment.config import experiment_from_preset  # noqa: E402
@@ -219,14 +220,20 @@ def main(argv: list[str] | None = None) -> int:
     else:  # in this process, each seed prepared once for all its tasks
         prepared_for = PreparedSeeds(setting, args.cache_dir, lambda m: print(m, flush=True))
         results = (ablation_task(task, prepared_for) for task in tasks)
-    for task, rows, seconds in results:
-        runs = runs[~((runs["variant"].isin([r["variant"] for r in rows])) & (runs["seed"] == task.seed))]
-        runs = pd.concat([runs, pd.DataFrame(rows)], ignore_index=True)
-        write_file_atomically(runs_path, runs.to_csv(index=False))
-        write_file_atomically(out / "table.md", render(runs, command, short_epochs))
-        print(f"seed {task.seed}, {task.variant}: done in {seconds:.0f} s", flush=True)
+    with stop_after_run_in_flight(_stopping_note) as stop:  # the worker pool has its own (`row_pool`)
+        for task, rows, seconds in results:
+            runs = runs[~((runs["variant"].isin([r["variant"] for r in rows])) & (runs["seed"] == task.seed))]
+            runs = pd.concat([runs, pd.DataFrame(rows)], ignore_index=True)
+            write_file_atomically(runs_path, runs.to_csv(index=False))
+            write_file_atomically(out / "table.md", render(runs, command, short_epochs))
+            print(f"seed {task.seed}, {task.variant}: done in {seconds:.0f} s", flush=True)
+            stop.raise_if_requested()
     print(render(runs, command, short_epochs))
     return 0
+
+
+def _stopping_note() -> None:
+    print("stopping: the run in flight will finish and be kept (Ctrl+C again abandons it)", flush=True)
 
 
 if __name__ == "__main__":

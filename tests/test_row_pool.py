@@ -6,13 +6,15 @@ import signal
 import threading
 import time
 
+import pandas as pd
 import pytest
 import torch
 
 from study.core.errors import UserError
+from study.core.stopping import stop_after_run_in_flight
 from study.engine.row_pool import RowTask, rows_in_workers, run_in_workers, threads_per_worker
-from study.engine.seed_runs import RowProbes, evaluation_row
-from study.records.run_log import run_key
+from study.engine.seed_runs import RowProbes, evaluation_row, rows_per_seed
+from study.records.run_log import RunLog, run_key
 
 COMPARED = ("UA", "RA", "TA", "MIA-Efficacy", "avg_disparity", "relearn_UA")
 
@@ -68,3 +70,30 @@ def test_ctrl_c_keeps_the_runs_in_flight_and_a_second_abandons_them(cache_dir):
             os.kill(os.getpid(), signal.SIGINT)
     assert time.monotonic() - began < 20
     assert signal.getsignal(signal.SIGINT) is handler  # the pool's own handler is gone
+
+
+def test_one_ctrl_c_in_process_asks_for_a_stop_and_a_second_stops_now():
+    handler = signal.getsignal(signal.SIGINT)
+    notes: list[str] = []
+    with stop_after_run_in_flight(lambda: notes.append("stopping")) as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested and notes == ["stopping"]  # no KeyboardInterrupt: the run goes on
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):
+            stop.raise_if_requested()
+    assert signal.getsignal(signal.SIGINT) is handler and notes == ["stopping"]
+
+
+def test_the_in_process_loop_keeps_the_row_in_flight_when_ctrl_c_comes(digits_random, tmp_path):
+    def prepared_for(seed):  # Ctrl+C arrives while seed 0's row is being prepared
+        os.kill(os.getpid(), signal.SIGINT)
+        return digits_random
+
+    run_log = RunLog(tmp_path / "runs.csv")
+    with stop_after_run_in_flight() as stop:
+        with pytest.raises(KeyboardInterrupt):
+            rows_per_seed("original", {}, [0, 1], "digits", "random:10", 0.0, prepared_for, run_log,
+                          log=lambda message: None, stop=stop)
+    kept = pd.read_csv(tmp_path / "runs.csv")
+    assert list(kept["seed"]) == [0] and list(kept["method"]) == ["original"]

@@ -31,6 +31,7 @@ from study.core.errors import TrainingDiverged, UserError
 from study.core.progress import Log
 from study.core.splits import forget_scheme
 from study.core.staging import write_file_atomically
+from study.core.stopping import stop_after_run_in_flight
 from study.engine.ray_cluster import ray_session
 from study.engine.seed_runs import RowProbes, rows_per_seed
 from study.engine.spaces import MethodSpace, SearchSpace, load_space
@@ -265,9 +266,12 @@ def evaluate_configs(request: ComparisonRequest, configs: dict[str, dict], defau
     if request.eval_workers > 1:
         evaluate_in_workers(request, runs, run_log, log)
         return
-    for method, params, row_probes in runs:
-        rows_per_seed(method, params, request.eval_seeds, request.preset, request.experiment.forget,
-                      request.experiment.sparsity, prepared_for, run_log, log, row_probes, judge_for)
+    with stop_after_run_in_flight(lambda: log("stopping: the run in flight will finish and be kept "
+                                              "(Ctrl+C again abandons it)")) as stop:
+        for method, params, row_probes in runs:
+            rows_per_seed(method, params, request.eval_seeds, request.preset, request.experiment.forget,
+                          request.experiment.sparsity, prepared_for, run_log, log, row_probes, judge_for, stop)
+        stop.raise_if_requested()
 
 
 def evaluate_in_workers(request: ComparisonRequest, runs: list[tuple[str, dict, RowProbes]], run_log: RunLog,

@@ -24,7 +24,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterator, TypeVar
@@ -32,6 +31,7 @@ from typing import Callable, Iterator, TypeVar
 import torch
 
 from study.core.progress import Log, set_quiet
+from study.core.stopping import stop_after_run_in_flight
 from study.engine.seed_runs import RowProbes
 from study.experiment.prepare import Prepared
 
@@ -110,19 +110,6 @@ def evaluation_task(task: RowTask) -> dict:
     return evaluation_row(worker_prepared(task.seed), task.method, task.params, task.key, task.probes, judge=judge)
 
 
-class _StopRequest:
-    """The driver's SIGINT handler while workers run: the first signal asks for a stop after the
-    runs in flight; a second raises KeyboardInterrupt, which abandons them."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def __call__(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-
 def run_in_workers(function: Callable[[T], R], tasks: list[T], workers: int, experiment: dict, cache_dir: str,
                    quiet: bool = False, log: Log = print) -> Iterator[R]:
     """`function(task)` for every task in `workers` spawned processes that share `experiment` (a
@@ -133,37 +120,33 @@ def run_in_workers(function: Callable[[T], R], tasks: list[T], workers: int, exp
     context = multiprocessing.get_context("spawn")
     pool = context.Pool(workers, initializer=_start_worker,
                         initargs=(experiment, cache_dir, threads_per_worker(workers), quiet))
-    stop = _StopRequest()
-    previous = signal.signal(signal.SIGINT, stop) if threading.current_thread() is threading.main_thread() else None
     waiting, in_flight, announced = deque(tasks), [], False
-    try:
-        while waiting or in_flight:
-            while waiting and not stop.requested and len(in_flight) < workers:
-                in_flight.append(pool.apply_async(function, (waiting.popleft(),)))
-            if stop.requested and not announced:
-                log(f"stopping: {len(in_flight)} run(s) in flight will finish and be kept, {len(waiting)} not started "
-                    "(Ctrl+C again abandons the runs in flight)")
-                waiting.clear()
-                announced = True
-            if not in_flight:  # stopped with every run handed out already returned
-                break
-            ready = [result for result in in_flight if result.ready()]
-            if not ready:
-                in_flight[0].wait(0.2)
-                continue
-            for result in ready:
-                in_flight.remove(result)
-                yield result.get()
-        pool.close()
-        if stop.requested:
-            raise KeyboardInterrupt
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-        pool.join()
+    with stop_after_run_in_flight() as stop:
+        try:
+            while waiting or in_flight:
+                while waiting and not stop.requested and len(in_flight) < workers:
+                    in_flight.append(pool.apply_async(function, (waiting.popleft(),)))
+                if stop.requested and not announced:
+                    log(f"stopping: {len(in_flight)} run(s) in flight will finish and be kept, {len(waiting)} not "
+                        "started (Ctrl+C again abandons the runs in flight)")
+                    waiting.clear()
+                    announced = True
+                if not in_flight:  # stopped with every run handed out already returned
+                    break
+                ready = [result for result in in_flight if result.ready()]
+                if not ready:
+                    in_flight[0].wait(0.2)
+                    continue
+                for result in ready:
+                    in_flight.remove(result)
+                    yield result.get()
+            pool.close()
+            stop.raise_if_requested()
+        except BaseException:
+            pool.terminate()
+            raise
+        finally:
+            pool.join()
 
 
 def rows_in_workers(tasks: list[RowTask], workers: int, experiment: dict, cache_dir: str,

@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from study.core.progress import Log
+from study.core.stopping import StopRequest
 from study.engine.runner import run_method
 from study.evaluation.evaluate import mia_efficacy_spread
 from study.evaluation.metrics import METRICS_VERSION
@@ -62,10 +63,14 @@ def evaluation_row(prepared: Prepared, method: str, params: dict, key: dict, pro
 
 def rows_per_seed(method: str, params: dict, seeds: list[int], preset: str, forget: str, sparsity: float,
                   prepared_for: Callable[[int], Prepared], run_log: RunLog, log: Log = print,
-                  probes: RowProbes = RowProbes(), judge_for: Callable[[int], Callable] | None = None) -> list[dict]:
-    """One row per seed for `method` at `params`, from the run log or run now (and added to it)."""
+                  probes: RowProbes = RowProbes(), judge_for: Callable[[int], Callable] | None = None,
+                  stop: StopRequest | None = None) -> list[dict]:
+    """One row per seed for `method` at `params`, from the run log or run now (and added to it).
+    With `stop` (`study.core.stopping`), a Ctrl+C during a run ends the loop once that run is kept."""
     rows = []
     for seed in seeds:
+        if stop is not None:
+            stop.raise_if_requested()
         key = run_key(preset, forget, method, sparsity, seed, params)
         row = run_log.reusable(key)
         if row is not None:
