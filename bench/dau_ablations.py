@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     else:  # in this process, each seed prepared once for all its tasks
         prepared_for = PreparedSeeds(setting, args.cache_dir, lambda m: print(m, flush=True))
         results = (ablation_task(task, prepared_for) for task in tasks)
-    with stop_after_run_in_flight(_stopping_note) as stop:  # the worker pool has its own (`row_pool`)
+    with stop_after_run_in_flight(lambda message: print(message, flush=True)) as stop:  # the worker pool has its own (`row_pool`)
         for task, rows, seconds in results:
             runs = runs[~((runs["variant"].isin([r["variant"] for r in rows])) & (runs["seed"] == task.seed))]
             runs = pd.concat([runs, pd.DataFrame(rows)], ignore_index=True)
@@ -230,10 +230,6 @@ def main(argv: list[str] | None = None) -> int:
             stop.raise_if_requested()
     print(render(runs, command, short_epochs))
     return 0
-
-
-def _stopping_note() -> None:
-    print("stopping: the run in flight will finish and be kept (Ctrl+C again abandons it)", flush=True)
 
 
 if __name__ == "__main__":

@@ -36,9 +36,9 @@ from analysis.table import TABLE_COLUMNS, sparsity_label, summarize, wide_table 
 from study.cli_common import resolve_device, set_threads  # noqa: E402
 from study.core.cache import ArtifactCache  # noqa: E402
 from study.core.errors import UserError, cli_entry  # noqa: E402
+from study.core.stopping import stop_after_run_in_flight  # noqa: E402
 from study.core.versions import package_versions  # noqa: E402
 from study.engine.row_pool import PreparedSeeds  # noqa: E402
-from study.core.stopping import stop_after_run_in_flight  # noqa: E402
 from study.engine.seed_runs import rows_per_seed  # noqa: E402
 from study.experiment.config import PRESETS, experiment_from_preset  # noqa: E402
 from study.methods import build_method  # noqa: E402
@@ -60,10 +60,7 @@ def protocol_runs(preset: str, forget: str, sparsities, seeds, methods, configs:
     label = preset if epochs is None else f"{preset}, {epochs} epochs"
     rows = []
     overrides = {"data_root": data_root, "epochs": epochs}
-    def stopping() -> None:
-        log("stopping: the run in flight will finish and be kept (Ctrl+C again abandons it)")
-
-    with stop_after_run_in_flight(stopping) as stop:
+    with stop_after_run_in_flight(log) as stop:
         for sparsity in sparsities:  # each level's seeds prepared once, for all its methods
             experiment = experiment_from_preset(preset, forget=forget, sparsity=sparsity,
                                                 **{k: v for k, v in overrides.items() if v is not None})

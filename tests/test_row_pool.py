@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from study.core.errors import UserError
-from study.core.stopping import stop_after_run_in_flight
+from study.core.stopping import STOPPING, stop_after_run_in_flight
 from study.engine.row_pool import RowTask, rows_in_workers, run_in_workers, threads_per_worker
 from study.engine.seed_runs import RowProbes, evaluation_row, rows_per_seed
 from study.records.run_log import RunLog, run_key
@@ -75,14 +75,14 @@ def test_ctrl_c_keeps_the_runs_in_flight_and_a_second_abandons_them(cache_dir):
 def test_one_ctrl_c_in_process_asks_for_a_stop_and_a_second_stops_now():
     handler = signal.getsignal(signal.SIGINT)
     notes: list[str] = []
-    with stop_after_run_in_flight(lambda: notes.append("stopping")) as stop:
+    with stop_after_run_in_flight(notes.append) as stop:
         os.kill(os.getpid(), signal.SIGINT)
-        assert stop.requested and notes == ["stopping"]  # no KeyboardInterrupt: the run goes on
+        assert stop.requested and notes == [STOPPING]  # no KeyboardInterrupt: the run goes on
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
         with pytest.raises(KeyboardInterrupt):
             stop.raise_if_requested()
-    assert signal.getsignal(signal.SIGINT) is handler and notes == ["stopping"]
+    assert signal.getsignal(signal.SIGINT) is handler and notes == [STOPPING]
 
 
 def test_the_in_process_loop_keeps_the_row_in_flight_when_ctrl_c_comes(digits_random, tmp_path):

@@ -15,21 +15,23 @@ import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+STOPPING = "stopping: the run in flight will finish and be kept (Ctrl+C again abandons it)"
+
 
 class StopRequest:
-    """A SIGINT handler: the first signal sets `requested` (and calls `on_first`), a second raises
-    KeyboardInterrupt, which abandons what is in flight."""
+    """A SIGINT handler: the first signal sets `requested` (and says `STOPPING` to `log`), a second
+    raises KeyboardInterrupt, which abandons what is in flight."""
 
-    def __init__(self, on_first: Callable[[], None] | None = None) -> None:
+    def __init__(self, log: Callable[[str], None] | None = None) -> None:
         self.requested = False
-        self.on_first = on_first
+        self.log = log
 
     def __call__(self, signum, frame) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        if self.on_first is not None:
-            self.on_first()
+        if self.log is not None:
+            self.log(STOPPING)
 
     def raise_if_requested(self) -> None:
         """Between runs: end the loop as interrupted if a stop was asked for."""
@@ -38,11 +40,12 @@ class StopRequest:
 
 
 @contextmanager
-def stop_after_run_in_flight(on_first: Callable[[], None] | None = None) -> Iterator[StopRequest]:
-    """Inside the block, SIGINT goes to a `StopRequest` (the previous handler comes back after).
-    Signal handlers belong to the main thread; elsewhere the request is never set and Ctrl+C
-    behaves as before."""
-    stop = StopRequest(on_first)
+def stop_after_run_in_flight(log: Callable[[str], None] | None = None) -> Iterator[StopRequest]:
+    """Inside the block, SIGINT goes to a `StopRequest` that tells `log` (none: the caller says
+    it, as the worker pool does with its counts); the previous handler comes back after. Signal
+    handlers belong to the main thread; elsewhere the request is never set and Ctrl+C behaves as
+    before."""
+    stop = StopRequest(log)
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return

@@ -266,8 +266,7 @@ def evaluate_configs(request: ComparisonRequest, configs: dict[str, dict], defau
     if request.eval_workers > 1:
         evaluate_in_workers(request, runs, run_log, log)
         return
-    with stop_after_run_in_flight(lambda: log("stopping: the run in flight will finish and be kept "
-                                              "(Ctrl+C again abandons it)")) as stop:
+    with stop_after_run_in_flight(log) as stop:
         for method, params, row_probes in runs:
             rows_per_seed(method, params, request.eval_seeds, request.preset, request.experiment.forget,
                           request.experiment.sparsity, prepared_for, run_log, log, row_probes, judge_for, stop)
