@@ -48,15 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=2)
     parser.add_argument("--method", default="ga", choices=sorted(METHODS))
     parser.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="the original's and Retrain's training epochs (default: the preset's)")
     parser.add_argument("--cache-dir", default="cache/proxy")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     method = build_method(args.method, parse_params(args.param))  # a bad -p fails before any model is trained
-    experiment = experiment_from_preset(args.preset, forget=args.forget, seed=args.seed)
+    experiment = experiment_from_preset(args.preset, forget=args.forget, seed=args.seed, epochs=args.epochs)
     prepared = prepare(experiment, ArtifactCache(args.cache_dir))
     models = {"Retrain": prepared.retrain, "Original": prepared.original,
-              method.name: run_method(prepared, method, log=lambda m: None).model}
+              method.label: run_method(prepared, method, log=lambda m: None).model}
     print(f"{args.preset}, {args.forget}, seed {args.seed}; MIA-Efficacy (% of forget called non-member)")
     print("| model | view | retain subset | held-out set | unequal: subset vs all held-out | equal: the metric |")
     print("|---|---|---|---|---|---|")
