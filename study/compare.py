@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     runs_by_level = level_runs(record, RunLog(request.out / "runs.csv"), request.preset)
     if request.level in runs_by_level:
         disparity_figure(runs_by_level[request.level], request.out / f"disparity_vs_time_{request.level}.png")
-    text = render(record, runs_by_level, MIA_SUBSETS, request.out) + f"\nWall time of this command: {time.perf_counter() - began:.0f} s"
+    text = (render(record, runs_by_level, MIA_SUBSETS, request.out) + f"\nWall time of this sitting: "
+            f"{time.perf_counter() - began:.0f} s (a resumed comparison counts only what it ran this time)")
     write_file_atomically(request.out / "table.md", text + "\n")
     print("\n" + text)
     return exit_status(record, request.level, request.out)
