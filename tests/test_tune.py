@@ -74,8 +74,11 @@ def test_export_reruns_outside_ray_to_the_same_metrics(finished_study, cache_dir
                             "--out", str(root / "rerun")], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     metrics = json.loads((root / "rerun" / "metrics.json").read_text())["metrics"]
+    # one example of the smallest set (180 digits images) may flip: on an Intel Xeon the Ray worker and the
+    # re-run gave TA 97.78 and 98.33 (2026-12-04), within float summation order; two flips would be a bug
+    one_example = 100 / 180 + 1e-3
     for key in ("UA", "RA", "TA", "MIA-Efficacy"):
-        assert abs(metrics[key] - _trial_metric(study_dir, config, key)) <= 0.5
+        assert abs(metrics[key] - _trial_metric(study_dir, config, key)) <= one_example
 
 
 def _trial_metric(study_dir, config, key):
@@ -96,12 +99,12 @@ def _terminated_trials(study_dir: Path) -> dict[str, float]:
 
 def test_killed_study_resumes_and_keeps_finished_trials(tmp_path, digits_random, cache_dir):
     # FT trials: the resume path is the same for every method, and FT's trials cost a fraction of DAU's.
-    # Each runs 20 short epochs (evaluated once, at the end, under FIFO), so that a trial lasts a few
-    # seconds even on a fast machine and the kill lands mid-study (with 2 epochs, a fast machine
-    # finished all 8 trials before the kill): one at a time, 4 trials need at least 3 more trial
-    # lengths after the first ends, against the 3-5 s the kill waits.
+    # Each runs 60 short epochs (evaluated once, at the end, under FIFO), so that a trial lasts a few
+    # seconds even on a fast machine and the kill lands mid-study (with 2 epochs a fast machine finished
+    # all 8 trials before the kill, with 20 an Intel Xeon all 4): one at a time, 4 trials need at least
+    # 3 more trial lengths after the first ends, against the 3-5 s the kill waits.
     trials = 4
-    space = write_space(tmp_path, method="ft", fixed={"epochs": 20}, search={"lr": {"loguniform": [1e-3, 1e-1]}},
+    space = write_space(tmp_path, method="ft", fixed={"epochs": 60}, search={"lr": {"loguniform": [1e-3, 1e-1]}},
                         study={"num_samples": trials, "max_concurrent": 1})
     storage, name = tmp_path / "studies", "killed"
     command = [sys.executable, "-m", "study.tune", "--space", str(space), "--storage", str(storage), "--name", name,
