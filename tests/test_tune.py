@@ -74,8 +74,9 @@ def test_export_reruns_outside_ray_to_the_same_metrics(finished_study, cache_dir
                             "--out", str(root / "rerun")], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     metrics = json.loads((root / "rerun" / "metrics.json").read_text())["metrics"]
-    # one example of the smallest set (180 digits images) may flip: on an Intel Xeon the Ray worker and the
-    # re-run gave TA 97.78 and 98.33 (2026-12-04), within float summation order; two flips would be a bug
+    # one of the 180 test images may flip, within float summation order: on an Intel Xeon the Ray worker and
+    # the re-run gave TA 97.78 and 98.33 (2026-12-04); that one image is the bound for every metric (on the
+    # 108-image forget set a single flip of UA already exceeds it)
     one_example = 100 / 180 + 1e-3
     for key in ("UA", "RA", "TA", "MIA-Efficacy"):
         assert abs(metrics[key] - _trial_metric(study_dir, config, key)) <= one_example
