@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# The GPU check, in one go (under 8 minutes on one GPU): the CUDA tests, the Fashion-MNIST proxy's
-# original trained on the GPU, and the same 8-trial study run with a whole GPU per trial and with
-# a quarter of one (--gpus-per-trial 0.25), printing trials per hour for each, their ratio and the
-# peak GPU memory per trial. On a machine without a CUDA GPU it says so and exits 0.
+# The GPU check, in one go (about 10 minutes on one H200): the CUDA tests (every method on digits
+# on the GPU), the GPU-scale table (full Fashion-MNIST, the CIFAR ResNet-18, every method at its
+# documented defaults against Retrain, bench/method_table.py), and, where Ray Tune and Optuna are
+# installed, the same 8-trial study run with a whole GPU per trial and with a quarter of one
+# (--gpus-per-trial 0.25), printing trials per hour for each, their ratio and the peak GPU memory
+# per trial. On a machine without a CUDA GPU it says so and exits 0.
 #
 #   bash bench/gpu_check.sh [FASHION_MNIST_FOLDER]   (default: data/fashion-mnist if present, else Debian's)
+#
+# Environment: GPU_CHECK_DIR (work folder: cache, studies, gpu_table.md; default a fresh temporary
+# one), GPU_TABLE_EPOCHS (the original's and Retrain's epochs, default the preset's 40),
+# GPU_TABLE_MINUTES (start no method of the table after this many minutes, default 6),
+# GPU_TABLE_FORGET (default "random:10 class:0").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! python3 -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
@@ -14,19 +21,27 @@ fi
 ROOT="${1:-}"
 if [ -z "$ROOT" ] && [ -d data/fashion-mnist ]; then ROOT=data/fashion-mnist; fi
 DATA=(); [ -n "$ROOT" ] && DATA=(--data-root "$ROOT")
-OUT="${OUT:-$(mktemp -d)}"
-CACHE="$OUT/cache"
+WORK="${GPU_CHECK_DIR:-$(mktemp -d)}"
+mkdir -p "$WORK"
+CACHE="$WORK/cache"
 python3 -c "import torch; print('gpu_check:', torch.cuda.get_device_name(0), 'torch', torch.__version__)"
 
 echo "== CUDA tests"
-python3 -m pytest -q tests/test_cuda.py
+python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py || echo "gpu_check: CUDA tests FAILED"
 
-echo "== the proxy's original and Retrain on the GPU"
-start=$(date +%s)
-python3 -m study.run --method original --preset fmnist-proxy "${DATA[@]}" --device cuda --cache-dir "$CACHE" | tail -6
-echo "gpu_check: original and Retrain trained in $(( $(date +%s) - start )) s"
+echo "== GPU-scale table: full Fashion-MNIST, CIFAR ResNet-18, every method at its defaults"
+EPOCHS=(); [ -n "${GPU_TABLE_EPOCHS:-}" ] && EPOCHS=(--epochs "$GPU_TABLE_EPOCHS")
+# heaviest per-example methods last, so a time limit leaves those out first
+read -r -a FORGETS <<< "${GPU_TABLE_FORGET:-random:10 class:0}"
+python3 bench/method_table.py --preset cifar10 --dataset fashion-mnist "${DATA[@]}" "${EPOCHS[@]}" --device cuda \
+  --forget "${FORGETS[@]}" --methods dau salun scrub neggrad+ rl ft ga l1-sparse sfr-on lotus scissorhands ssd ff iu \
+  --time-limit "${GPU_TABLE_MINUTES:-6}" --cache-dir "$CACHE" --out "$WORK/gpu_table.md" | grep -v "^training\|^evaluating\|^pre-training"
 
-cat > "$OUT/space.yaml" <<YAML
+if ! python3 -c "import ray.tune, optuna" 2>/dev/null; then
+  echo "gpu_check: Ray Tune or Optuna is not installed here; the fractional-GPU study check is left out"
+  exit 0
+fi
+cat > "$WORK/space.yaml" <<YAML
 description: gpu check, 8 DAU trials on the proxy
 experiment: {preset: fmnist-proxy, forget: "random:10", seeds: [0]}
 method: dau
@@ -37,10 +52,10 @@ YAML
 for share in 1 0.25; do
   echo "== 8 trials, --gpus-per-trial $share"
   start=$(date +%s.%N)
-  python3 -m study.tune --space "$OUT/space.yaml" "${DATA[@]}" --gpus-per-trial "$share" --cpus-per-trial 1 \
-    --scheduler fifo --storage "$OUT/studies" --name "share-$share" --cache-dir "$CACHE" --quiet > "$OUT/share-$share.log"
+  python3 -m study.tune --space "$WORK/space.yaml" "${DATA[@]}" --gpus-per-trial "$share" --cpus-per-trial 1 \
+    --scheduler fifo --storage "$WORK/studies" --name "share-$share" --cache-dir "$CACHE" --quiet > "$WORK/share-$share.log"
   end=$(date +%s.%N)
-  python3 - "$OUT/studies/share-$share" "$start" "$end" "$share" <<'PY'
+  python3 - "$WORK/studies/share-$share" "$start" "$end" "$share" <<'PY'
 import json, sys
 from pathlib import Path
 folder, start, end, share = Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
@@ -56,5 +71,5 @@ PY
 done
 python3 -c "
 import sys; from pathlib import Path
-whole, quarter = (float(Path('$OUT/studies/rate-' + s).read_text()) for s in ('1', '0.25'))
+whole, quarter = (float(Path('$WORK/studies/rate-' + s).read_text()) for s in ('1', '0.25'))
 print(f'gpu_check: a quarter GPU per trial runs {quarter / whole:.2f}x the trials per hour of a whole GPU')"

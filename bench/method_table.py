@@ -7,6 +7,11 @@ on the same original, i.e. DAU's attacker pre-training) to stdout and, with --ou
 a cache entry built under other load.
 
     python bench/method_table.py --preset fmnist-proxy --cache-dir /tmp/bench-cache --out docs/method_table_fmnist.md
+
+At GPU scale (full Fashion-MNIST, the CIFAR ResNet-18; `bench/gpu_check.sh` runs this on a lent
+GPU machine): `--preset cifar10 --dataset fashion-mnist --device cuda`. The table is rewritten
+after every method, marked "(in progress)" until the last row, so a run that is stopped keeps
+what finished; `--time-limit` starts no method after that many minutes and lists the ones left out.
 """
 from __future__ import annotations
 
@@ -18,9 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from study.cli_common import set_threads  # noqa: E402
+import torch  # noqa: E402
+
+from study.cli_common import resolve_device, set_threads  # noqa: E402
 from study.core.cache import ArtifactCache  # noqa: E402
 from study.core.errors import UserError, cli_entry  # noqa: E402
+from study.core.staging import write_file_atomically  # noqa: E402
 from study.core.versions import package_versions  # noqa: E402
 from study.engine.runner import run_method  # noqa: E402
 from study.evaluation.names import HEADLINE, time_ratio  # noqa: E402
@@ -38,6 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--forget", nargs="+", default=["random:10", "class:0"])
     parser.add_argument("--methods", nargs="+", default=[m for m in METHODS if m not in ("original", "retrain")])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dataset", default=None, help="override the preset's dataset (e.g. fashion-mnist)")
+    parser.add_argument("--model", default=None, help="override the preset's model")
+    parser.add_argument("--epochs", type=int, default=None, help="override the original's and Retrain's epochs")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                        help="start no method after this many minutes (the table says which were left out)")
     parser.add_argument("--cache-dir", required=True)
     parser.add_argument("--extra", nargs="*", default=[],
                         help="LABEL=CONFIG.yaml: also run an exported config (e.g. a tuned DAU) under LABEL")
@@ -45,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     set_threads(args.threads)
+    device = resolve_device(args.device)
+    began_all = time.perf_counter()
     extras = []
     for item in args.extra:
         if "=" not in item:
@@ -53,37 +70,66 @@ def main(argv: list[str] | None = None) -> int:
         extras.append((label, read_method_config(path, f"--extra {label}")))
     command = "python bench/method_table.py " + " ".join(sys.argv[1:] if argv is None else argv)
     lines = [f"Command: `{command}`", "",
-             f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, torch threads {args.threads or 'all'}; "
+             f"Machine: {machine_description(device)}, torch threads {args.threads or 'all'}; "
              f"versions: {package_versions()}", ""]
+    left_out: list[str] = []
+
+    def write(done: bool) -> str:
+        text = "\n".join(lines + ([f"Left out by --time-limit {args.time_limit:g}: {', '.join(left_out)}", ""]
+                                  if left_out else []) + ([] if done else ["(in progress)", ""]))
+        if args.out:
+            write_file_atomically(Path(args.out), text + "\n")
+        return text
+
+    def out_of_time() -> bool:
+        return args.time_limit is not None and time.perf_counter() - began_all > 60 * args.time_limit
+
     for forget in args.forget:
-        experiment = experiment_from_preset(args.preset, forget=forget, seed=args.seed)
-        prepared = prepare(experiment, ArtifactCache(args.cache_dir), log=lambda m: print(m, flush=True))
+        if out_of_time():
+            left_out.append(f"forget {forget}")
+            continue
+        experiment = experiment_from_preset(args.preset, forget=forget, seed=args.seed, dataset=args.dataset,
+                                            model=args.model, epochs=args.epochs, data_root=args.data_root)
+        prepared = prepare(experiment, ArtifactCache(args.cache_dir), device=device,
+                           log=lambda m: print(m, flush=True))
         retrain_seconds = prepared.retrain_seconds
         rows = [("Retrain", prepared.retrain_metrics, retrain_seconds, 0.0),
                 ("Original", prepared.original_metrics, 0.0, 0.0)]
         runs = [(name, build_method(name)) for name in args.methods]
         runs += [(label, build_method(cfg["method"], cfg.get("params"))) for label, cfg in extras]
+        header = [f"### {experiment.dataset} / {experiment.model}, forget {forget}, seed {args.seed} "
+                  f"(retain {len(prepared.splits.retain)}, forget {len(prepared.splits.forget)})", "",
+                  "| method | UA | MIA-Efficacy | RA | TA | Avg. Disparity | run time (s) | time / Retrain "
+                  "| shared pre-training (s) | time / Retrain with it |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        section = len(lines)
         for label, method in runs:
+            if out_of_time():
+                left_out.append(f"{label} ({forget})")
+                continue
             began = time.perf_counter()
             result = run_method(prepared, method, log=lambda m: None)
             print(f"{forget} {label}: Avg. Disparity {result.metrics['avg_disparity']:.2f}, "
                   f"{result.run_seconds:.1f} s (wall {time.perf_counter() - began:.1f} s)", flush=True)
             rows.append((label, result.metrics, result.run_seconds, sum(result.artifact_seconds.values())))
-        lines += [f"### {args.preset}, forget {forget}, seed {args.seed} "
-                  f"(retain {len(prepared.splits.retain)}, forget {len(prepared.splits.forget)})", "",
-                  "| method | UA | MIA-Efficacy | RA | TA | Avg. Disparity | run time (s) | time / Retrain "
-                  "| shared pre-training (s) | time / Retrain with it |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        for label, metrics, seconds, shared in rows:
-            cells = " | ".join(f"{metrics[c]:.2f}" for c in COLUMNS)
-            lines.append(f"| {label} | {cells} | {seconds:.1f} | {time_ratio(seconds, retrain_seconds):.3f} "
-                         f"| {shared:.1f} | {time_ratio(seconds, retrain_seconds, shared):.3f} |")
-        lines.append("")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+            lines[section:] = header + [table_row(row, retrain_seconds) for row in rows] + [""]
+            write(done=False)
+        lines[section:] = header + [table_row(row, retrain_seconds) for row in rows] + [""]
+    print(write(done=True))
     return 0
+
+
+def table_row(row: tuple, retrain_seconds: float) -> str:
+    label, metrics, seconds, shared = row
+    cells = " | ".join(f"{metrics[c]:.2f}" for c in COLUMNS)
+    return (f"| {label} | {cells} | {seconds:.1f} | {time_ratio(seconds, retrain_seconds):.3f} "
+            f"| {shared:.1f} | {time_ratio(seconds, retrain_seconds, shared):.3f} |")
+
+
+def machine_description(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(torch.device(device))}, CUDA {torch.version.cuda}"
+    return f"{platform.machine()}, {platform.processor() or 'cpu'}"
 
 
 run = cli_entry(main)

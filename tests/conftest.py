@@ -15,6 +15,16 @@ torch.set_num_threads(TEST_THREADS)
 
 FAST_EPOCHS = 8  # enough for digits to reach ~97% test accuracy with the small CNN
 
+# Each method at settings that run in seconds on digits (the suite's smoke runs, CPU and CUDA).
+FAST_METHOD_PARAMS = {
+    "ft": {"epochs": 1}, "ga": {"epochs": 1}, "neggrad+": {"epochs": 1}, "rl": {"epochs": 1},
+    "l1-sparse": {"epochs": 1}, "salun": {"epochs": 1}, "scrub": {"epochs": 1, "max_epochs": 1},
+    "ff": {"num_samples": 64, "alpha": 1e-6}, "iu": {"num_samples": 64}, "ssd": {"alpha": 2.0},
+    "scissorhands": {"epochs": 1},
+    "lotus": {"epochs": 1, "lr": 1e-3}, "sfr-on": {"iters": 10},
+    "dau": {"attacker_pretrain_iters": 5, "epochs": 1, "noise_copies": 2},
+}
+
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory):

@@ -10,15 +10,7 @@ from study.experiment.unlearn_data import UnlearnData
 from study.methods import METHODS, build_method
 from study.methods.baselines import woodbury_inverse_fisher_product
 from study.methods.gradients import per_sample_gradients
-
-FAST = {
-    "ft": {"epochs": 1}, "ga": {"epochs": 1}, "neggrad+": {"epochs": 1}, "rl": {"epochs": 1},
-    "l1-sparse": {"epochs": 1}, "salun": {"epochs": 1}, "scrub": {"epochs": 1, "max_epochs": 1},
-    "ff": {"num_samples": 64, "alpha": 1e-6}, "iu": {"num_samples": 64}, "ssd": {"alpha": 2.0},
-    "scissorhands": {"epochs": 1},
-    "lotus": {"epochs": 1, "lr": 1e-3}, "sfr-on": {"iters": 10},
-    "dau": {"attacker_pretrain_iters": 5, "epochs": 1, "noise_copies": 2},
-}
+from tests.conftest import FAST_METHOD_PARAMS as FAST
 
 
 def _changed(a: nn.Module, b: nn.Module) -> bool:

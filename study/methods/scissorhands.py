@@ -105,9 +105,10 @@ def reset_marked_(model: nn.Module, marked: dict[str, torch.Tensor], generator: 
                 continue
             for attribute, parameter in layer.named_parameters(recurse=False):  # weight (or weight_orig), bias
                 mask = marked[names[id(parameter)]]
-                if attribute.startswith("weight"):
-                    fresh = torch.empty_like(parameter)
+                if attribute.startswith("weight"):  # drawn on the generator's device (the CPU), then moved:
+                    fresh = torch.empty(parameter.shape, dtype=parameter.dtype)  # the same draws on CPU and GPU
                     nn.init.kaiming_uniform_(fresh, a=math.sqrt(5), generator=generator)
+                    fresh = fresh.to(parameter.device)
                 else:
                     fresh = torch.zeros_like(parameter)
                 parameter.copy_(torch.where(mask, fresh, parameter))
@@ -121,14 +122,14 @@ def gem_project(gradient: torch.Tensor, memories: torch.Tensor, margin: float = 
 
     With u = v - margin >= 0 it is min 1/2 u^T P u + d^T u, d = P margin 1 + M g, P = L L^T; that is
     the non-negative least-squares problem min ||L^T u + L^-1 d||."""
-    m = memories.double().numpy()  # (memories, parameters)
-    g = gradient.double().numpy()
+    m = memories.detach().double().cpu().numpy()  # (memories, parameters); solved on the CPU (scipy's nnls)
+    g = gradient.detach().double().cpu().numpy()
     p = m @ m.T
     p = 0.5 * (p + p.T) + np.eye(len(m)) * eps
     d = p @ np.full(len(m), margin) + m @ g
     lower = np.linalg.cholesky(p)
     u, _ = nnls(lower.T, -np.linalg.solve(lower, d))
-    return torch.from_numpy(g + (u + margin) @ m).to(gradient.dtype)
+    return torch.from_numpy(g + (u + margin) @ m).to(device=gradient.device, dtype=gradient.dtype)
 
 
 class Scissorhands(UnlearningMethod):
