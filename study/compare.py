@@ -67,7 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--space", nargs="+", default=[], metavar="METHOD=SPACE",
                         help="tune METHOD on SPACE (a search_spaces/ name or a .yaml path holding its section) "
                              "instead of its default")
-    parser.add_argument("--dau-space", default=None, help="the same as --space dau=SPACE")
     parser.add_argument("--cpus-per-trial", type=float, default=None, help="CPU cores per trial (default 1)")
     parser.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: the space's)")
     parser.add_argument("--configs-from", default=None, metavar="FOLDER",
@@ -88,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_spaces(items: list[str], dau_space: str | None) -> dict[str, str]:
-    spaces = {"dau": dau_space} if dau_space else {}
+def parse_spaces(items: list[str]) -> dict[str, str]:
+    """`--space METHOD=SPACE ...` -> {method: space}."""
+    spaces = {}
     for item in items:
         method, sep, space = item.partition("=")
         if not sep or not method or not space:
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         cache_dir=args.cache_dir, budget=tuning["budget"], tune_seeds=tuning["tune_seeds"], eval_seeds=args.eval_seeds,
         objective=tuning["objective"], pareto=tuple(dict.fromkeys(args.pareto_objectives)), pick=args.pick,
         relearn_steps=args.relearn, heldout=not args.no_heldout, eval_workers=args.eval_workers,
-        spaces=parse_spaces(args.space, args.dau_space), cpus_per_trial=args.cpus_per_trial,
+        spaces=parse_spaces(args.space), cpus_per_trial=args.cpus_per_trial,
         max_concurrent=args.max_concurrent, studies_only=args.studies_only, quiet=args.quiet,
         source=source, transferred=transferred,
         command="python -m study.compare " + " ".join(sys.argv[1:] if argv is None else argv))
