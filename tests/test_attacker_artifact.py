@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -67,6 +68,33 @@ def test_a_snapshot_equals_a_pass_of_that_length(digits_random, tmp_path, counte
     longer = store.get(AttackerSettings(**{**SETTINGS.key(), "iters": 20}))
     assert longer.seconds >= snapshot.seconds
     assert any(not torch.equal(longer.state[k], alone.state[k]) for k in alone.state)
+
+
+def test_two_processes_needing_one_attacker_pretrain_it_once(digits_random, tmp_path, monkeypatch):
+    """The second asker (another Ray trial or evaluation worker; a thread here: flock also holds
+    between two opens in one process) waits for the first one's pass and loads its snapshots."""
+    calls = []
+    real = attacker_store.pretrain_attacker
+
+    def slow_counting(*args, **kwargs):
+        calls.append(1)
+        time.sleep(1.0)  # long enough for the other asker to arrive while this pass runs
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(attacker_store, "pretrain_attacker", slow_counting)
+    members, val = _members_and_val(digits_random)
+
+    def ask() -> None:
+        store = AttackerStore(SharedContext(ArtifactCache(tmp_path), {"test": 5}, digits_random.original, members, val,
+                                            10, digits_random.data.pixel_std, "cpu", log=lambda s: None))
+        store.get(SETTINGS)
+
+    askers = [threading.Thread(target=ask) for _ in range(2)]
+    for asker in askers:
+        asker.start()
+    for asker in askers:
+        asker.join()
+    assert len(calls) == 1
 
 
 def test_a_pass_stores_the_standard_lengths_below_it(digits_random, tmp_path, counted_passes, monkeypatch):

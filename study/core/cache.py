@@ -61,6 +61,13 @@ class ArtifactCache:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    @contextmanager
+    def locked(self, key: dict) -> Iterator[None]:
+        """Hold `key`'s lock for work that builds several entries in one pass (DAU's attacker
+        snapshots): a second process asking for the same work waits, then finds the entries."""
+        with self._lock(self.entry_path(key).name):
+            yield
+
     def get_or_build(self, key: dict, build: Callable[[Path], None]) -> tuple[Path, bool]:
         """Return (entry folder, whether it was built now); `build(folder)` writes the files."""
         final = self.entry_path(key)

@@ -78,6 +78,14 @@ class AttackerStore:
     def ensure(self, settings: AttackerSettings, lengths: Iterable[int]) -> None:
         """Build every listed length that is not cached yet, in one pre-training pass."""
         variants = {n: dataclasses.replace(settings, iters=int(n)) for n in lengths}
+        if all(self.cache.has(self.key(s)) for s in variants.values()):
+            return
+        # One pass per attacker shape at a time: two processes (Ray trials, evaluation workers) that
+        # need the same attacker would otherwise both pre-train it; the second waits and loads.
+        with self.cache.locked({**self.key(settings), "iters": None, "lock": "pre-training pass"}):
+            self._build_missing(settings, variants)
+
+    def _build_missing(self, settings: AttackerSettings, variants: dict[int, AttackerSettings]) -> None:
         missing = sorted(n for n, s in variants.items() if not self.cache.has(self.key(s)))
         if not missing:
             return
