@@ -103,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
                   "| shared pre-training (s) | time / Retrain with it |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         section = len(lines)
+
+        def show_section() -> None:
+            lines[section:] = header + [table_row(row, retrain_seconds) for row in rows] + [""]
+
+        show_section()
         for label, method in runs:
             if out_of_time():
                 left_out.append(f"{label} ({forget})")
@@ -112,9 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{forget} {label}: Avg. Disparity {result.metrics['avg_disparity']:.2f}, "
                   f"{result.run_seconds:.1f} s (wall {time.perf_counter() - began:.1f} s)", flush=True)
             rows.append((label, result.metrics, result.run_seconds, sum(result.artifact_seconds.values())))
-            lines[section:] = header + [table_row(row, retrain_seconds) for row in rows] + [""]
+            show_section()
             write(done=False)
-        lines[section:] = header + [table_row(row, retrain_seconds) for row in rows] + [""]
     print(write(done=True))
     return 0
 
