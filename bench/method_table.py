@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from study.cli_common import resolve_device, set_threads  # noqa: E402
+from study.cli_common import add_experiment_arguments, experiment_overrides, resolve_device, set_threads  # noqa: E402
 from study.core.cache import ArtifactCache  # noqa: E402
 from study.core.errors import UserError, cli_entry  # noqa: E402
 from study.core.staging import write_file_atomically  # noqa: E402
@@ -42,22 +42,15 @@ COLUMNS = HEADLINE
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="fmnist-proxy")
-    parser.add_argument("--forget", nargs="+", default=["random:10", "class:0"])
+    add_experiment_arguments(parser, exclude={"forget"}, preset_default="fmnist-proxy")
+    parser.add_argument("--forget", nargs="+", default=["random:10", "class:0"],
+                        help="forget schemes, one table section each (default: random:10 class:0)")
     parser.add_argument("--methods", nargs="+", default=[m for m in METHODS if m not in ("original", "retrain")])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dataset", default=None, help="override the preset's dataset (e.g. fashion-mnist)")
-    parser.add_argument("--model", default=None, help="override the preset's model")
-    parser.add_argument("--epochs", type=int, default=None, help="override the original's and Retrain's epochs")
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                         help="start no method after this many minutes (the table says which were left out)")
-    parser.add_argument("--cache-dir", required=True)
     parser.add_argument("--extra", nargs="*", default=[],
                         help="LABEL=CONFIG.yaml: also run an exported config (e.g. a tuned DAU) under LABEL")
     parser.add_argument("--out", default=None)
-    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     device = resolve_device(args.device)
@@ -88,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         if out_of_time():
             left_out.append(f"forget {forget}")
             continue
-        experiment = experiment_from_preset(args.preset, forget=forget, seed=args.seed, dataset=args.dataset,
-                                            model=args.model, epochs=args.epochs, data_root=args.data_root)
+        experiment = experiment_from_preset(args.preset, **{**experiment_overrides(args), "forget": forget})
         prepared = prepare(experiment, ArtifactCache(args.cache_dir), device=device,
                            log=lambda m: print(m, flush=True))
         retrain_seconds = prepared.retrain_seconds
@@ -97,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("Original", prepared.original_metrics, 0.0, 0.0)]
         runs = [(name, build_method(name)) for name in args.methods]
         runs += [(label, build_method(cfg["method"], cfg.get("params"))) for label, cfg in extras]
-        header = [f"### {experiment.dataset} / {experiment.model}, forget {forget}, seed {args.seed} "
+        header = [f"### {experiment.dataset} / {experiment.model}, forget {forget}, seed {experiment.seed} "
                   f"(retain {len(prepared.splits.retain)}, forget {len(prepared.splits.forget)})", "",
                   "| method | UA | MIA-Efficacy | RA | TA | Avg. Disparity | run time (s) | time / Retrain "
                   "| shared pre-training (s) | time / Retrain with it |",

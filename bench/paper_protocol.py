@@ -33,14 +33,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from analysis.compare_table import with_time_ratios  # noqa: E402
 from analysis.formatting import markdown_table  # noqa: E402
 from analysis.table import TABLE_COLUMNS, sparsity_label, summarize, wide_table  # noqa: E402
-from study.cli_common import resolve_device, set_threads  # noqa: E402
+from study.cli_common import add_experiment_arguments, experiment_overrides, resolve_device, set_threads  # noqa: E402
 from study.core.cache import ArtifactCache  # noqa: E402
 from study.core.errors import UserError, cli_entry  # noqa: E402
 from study.core.stopping import stop_after_run_in_flight  # noqa: E402
 from study.core.versions import package_versions  # noqa: E402
 from study.engine.row_pool import PreparedSeeds  # noqa: E402
 from study.engine.seed_runs import rows_per_seed  # noqa: E402
-from study.experiment.config import PRESETS, experiment_from_preset  # noqa: E402
+from study.experiment.config import experiment_from_preset  # noqa: E402
 from study.methods import build_method  # noqa: E402
 from study.records.method_config import read_method_config  # noqa: E402
 from study.records.run_log import RunLog  # noqa: E402
@@ -49,21 +49,21 @@ DEFAULT_METHODS = ("ft", "ga", "ff", "iu", "rl", "salun", "scrub", "dau")
 
 
 def protocol_runs(preset: str, forget: str, sparsities, seeds, methods, configs: dict, cache: ArtifactCache,
-                  device: str, data_root: str | None, log=print, run_log: RunLog | None = None,
-                  epochs: int | None = None) -> pd.DataFrame:
+                  device: str, overrides: dict | None = None, log=print, run_log: RunLog | None = None) -> pd.DataFrame:
     """One row per (method, sparsity, seed): the metrics, run time and Retrain's time in that run.
 
-    Runs already in `run_log` are reused; every new run is added to it at once
+    `overrides` are experiment fields given on the command line (dataset, model, epochs, ...; None =
+    the preset's). Runs already in `run_log` are reused; every new run is added to it at once
     (`study.engine.seed_runs`, the loop `study.compare` evaluates with).
     """
     run_log = run_log or RunLog(None)
-    label = preset if epochs is None else f"{preset}, {epochs} epochs"
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    label = ", ".join([preset] + [f"{v} epochs" if k == "epochs" else f"{k} {v}"  # the runs' key in run_log
+                                  for k, v in overrides.items() if k not in ("data_root", "download")])
     rows = []
-    overrides = {"data_root": data_root, "epochs": epochs}
     with stop_after_run_in_flight(log) as stop:
         for sparsity in sparsities:  # each level's seeds prepared once, for all its methods
-            experiment = experiment_from_preset(preset, forget=forget, sparsity=sparsity,
-                                                **{k: v for k, v in overrides.items() if v is not None})
+            experiment = experiment_from_preset(preset, **overrides, forget=forget, sparsity=sparsity)
             prepared_for = PreparedSeeds(experiment.as_dict(), str(cache.root), log, device=device)
             for name in ("retrain", "original", *methods):
                 cfg = configs.get(name, {})
@@ -114,20 +114,14 @@ def parse_configs(items: list[str], forgets: list[str]) -> dict[str, dict[str, d
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/paper_protocol.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--preset", default="fmnist-proxy", choices=sorted(PRESETS))
+    add_experiment_arguments(parser, exclude={"forget", "seed", "sparsity"}, preset_default="fmnist-proxy")
     parser.add_argument("--forget", nargs="+", default=["random:10", "class:0"])
     parser.add_argument("--sparsity", nargs="+", type=float, default=[0.0, 0.95])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="training epochs of original and Retrain (default: the preset's recipe)")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
     parser.add_argument("--config", nargs="*", default=[],
                         help="METHOD=FILE.yaml: an exported config for METHOD; METHOD@FORGET=FILE.yaml: for that "
                              "forget scheme only (e.g. dau@class:0=...)")
-    parser.add_argument("--cache-dir", required=True, help="use a fresh folder so Retrain is timed in this run")
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None, help="Markdown file to write")
     parser.add_argument("--runs", default=None,
                         help="CSV of finished runs, reused on a rerun (default: next to --out, <out>.runs.csv)")
@@ -148,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     run_log = RunLog(Path(runs_path) if runs_path else None)
     for forget in args.forget:
         runs = protocol_runs(args.preset, forget, args.sparsity, args.seeds, args.methods, configs_by_forget[forget],
-                             cache, device, args.data_root, run_log=run_log, epochs=args.epochs)
+                             cache, device, experiment_overrides(args), run_log=run_log)
         summary = summarize(runs[["method", "sparsity", *TABLE_COLUMNS]])
         sections += [f"### {args.preset}, forget {forget}, seeds {', '.join(map(str, args.seeds))} "
                      "(mean ± std over seeds)", "", markdown_table(wide_table(summary)), "",

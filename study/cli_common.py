@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Collection
 
 import torch
 
@@ -11,13 +12,25 @@ from study.core.errors import UserError
 from study.experiment.config import EXPERIMENT_FIELDS, PRESETS
 
 
-def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
+def add_experiment_arguments(parser: argparse.ArgumentParser, *, exclude: Collection[str] = (),
+                             preset_default: str | None = None) -> None:
     """The experiment flags every command shares, generated from `EXPERIMENT_FIELDS`, plus the
-    preset and where the machine keeps and runs things."""
+    preset and where the machine keeps and runs things.
+
+    `exclude` names fields a command declares its own way (a benchmark's lists of forget schemes,
+    seeds or sparsities); `preset_default` is the preset when none is given (digits otherwise).
+    """
+    unknown = set(exclude) - {field.name for field in EXPERIMENT_FIELDS}
+    if unknown:
+        raise ValueError(f"not experiment fields: {sorted(unknown)}")
+    shared = tuple(field.name for field in EXPERIMENT_FIELDS if field.name not in exclude)
+    parser.set_defaults(shared_experiment_fields=shared)  # what `experiment_overrides` reads back
     group = parser.add_argument_group("experiment (a preset, then overrides)")
-    group.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                       help="named regime: dataset, model, recipe, split sizes (default: digits)")
+    group.add_argument("--preset", default=preset_default, choices=sorted(PRESETS),
+                       help=f"named regime: dataset, model, recipe, split sizes (default: {preset_default or 'digits'})")
     for field in EXPERIMENT_FIELDS:
+        if field.name not in shared:
+            continue
         if field.kind is bool:
             group.add_argument(field.flag, action="store_true", help=field.help)
         else:
@@ -29,9 +42,10 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def experiment_overrides(args: argparse.Namespace) -> dict:
-    """The experiment fields given on the command line (None = not given)."""
+    """The experiment fields given on the command line (None = not given); fields the command
+    declared its own way (`exclude` above) are left out."""
     return {field.name: (getattr(args, field.name) or None) if field.kind is bool else getattr(args, field.name)
-            for field in EXPERIMENT_FIELDS}
+            for field in EXPERIMENT_FIELDS if field.name in args.shared_experiment_fields}
 
 
 def resolve_device(name: str) -> str:

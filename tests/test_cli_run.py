@@ -175,3 +175,21 @@ def test_list_methods():
     assert result.returncode == 0
     for name in ("dau", "ft", "ga", "ff", "iu", "scrub", "salun"):
         assert f"{name}:" in result.stdout
+
+
+def test_a_command_may_declare_an_experiment_flag_its_own_way():
+    """A benchmark that takes several forget schemes declares --forget itself; the shared flags
+    leave it out, and the overrides they read do not carry it."""
+    import argparse
+
+    from study.cli_common import add_experiment_arguments, experiment_overrides
+
+    parser = argparse.ArgumentParser()
+    add_experiment_arguments(parser, exclude={"forget"}, preset_default="fmnist-proxy")
+    parser.add_argument("--forget", nargs="+", default=["random:10"])
+    args = parser.parse_args(["--forget", "random:10", "class:0", "--epochs", "3"])
+    assert args.preset == "fmnist-proxy" and args.forget == ["random:10", "class:0"]
+    overrides = experiment_overrides(args)
+    assert "forget" not in overrides and overrides["epochs"] == 3 and overrides["dataset"] is None
+    with pytest.raises(ValueError, match="not experiment fields"):
+        add_experiment_arguments(argparse.ArgumentParser(), exclude={"forgett"})
