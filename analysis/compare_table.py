@@ -189,15 +189,40 @@ def disparity_figure(runs: pd.DataFrame, path: Path) -> None:
     means = runs.groupby("method")[["avg_disparity", "time_ratio"]].mean()
     figure, axes = plt.subplots(figsize=(6, 4))
     axes.scatter(means["time_ratio"], means["avg_disparity"])
-    for method, row in means.iterrows():
-        axes.annotate(display_name(method), (row["time_ratio"], row["avg_disparity"]), textcoords="offset points",
-                      xytext=(4, 4))
+    axes.set_xlim(right=means["time_ratio"].max() * 1.15)  # room for the rightmost point's label
+    spread = means["avg_disparity"].max() / max(means["avg_disparity"].min(), 1e-3)
+    if spread > 20:  # one method far off (e.g. 43 against 0.3) would squash the rest onto the axis
+        axes.set_yscale("log")
     axes.set_xlabel("run time / Retrain's")
-    axes.set_ylabel("Avg. Disparity (lower is better)")
+    axes.set_ylabel("Avg. Disparity (lower is better" + (", log scale)" if spread > 20 else ")"))
     axes.set_title("tuned methods on the evaluation seeds (mean)")
     figure.tight_layout()
+    place_labels(axes, [(display_name(method), row["time_ratio"], row["avg_disparity"])
+                        for method, row in means.sort_values("avg_disparity").iterrows()])
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def place_labels(axes, points: list[tuple[str, float, float]], lines: int = 6) -> None:
+    """Label each point just right of it, trying a line higher, then a line lower, and so on, until
+    the label covers no other label or point: methods with close costs and disparities stay
+    readable. Call it once the axes are laid out (scales, limits, labels): it measures as drawn."""
+    from matplotlib.transforms import Bbox
+
+    axes.figure.canvas.draw()
+    renderer = axes.figure.canvas.get_renderer()
+    placed = [Bbox.from_bounds(px - 4, py - 4, 8, 8)
+              for px, py in axes.transData.transform([(x, y) for _, x, y in points])]
+    offsets = [rise for line in range(max(lines, 1)) for rise in (2 + 10 * line, -12 - 10 * line)]  # points
+    for name, x, y in points:
+        for rise in offsets:
+            label = axes.annotate(name, (x, y), textcoords="offset points", xytext=(5, rise), fontsize=9)
+            label.update_positions(renderer)
+            box = label.get_window_extent(renderer)
+            if rise == offsets[-1] or not any(box.overlaps(other) for other in placed):
+                break
+            label.remove()
+        placed.append(box)
 
 
 def tuning_table(folder: Path, level: str, order: list[str]) -> pd.DataFrame | None:
@@ -296,9 +321,14 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Print a kept comparison's table.md from its records alone "
                                                  "(compare.json, runs.csv); trains and evaluates nothing.")
     parser.add_argument("folder", help="a folder written by python -m study.compare")
+    parser.add_argument("--figures", action="store_true",
+                        help="also redraw each level's disparity_vs_time_<level>.png in the folder")
     args = parser.parse_args(argv)
     record, runs_by_level = kept_runs(Path(args.folder))
     print(render(record, runs_by_level, MIA_SUBSETS, Path(args.folder)))
+    if args.figures:
+        for level, runs in runs_by_level.items():
+            disparity_figure(runs, Path(args.folder) / f"disparity_vs_time_{level}.png")
     return 0
 
 

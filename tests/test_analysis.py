@@ -191,3 +191,26 @@ def test_trial_drivers_rank_correlations_and_split_by_hand(tmp_path):
         main([str(path), "--split", "gamma=high"])
     with pytest.raises(UserError, match="no trial table"):
         main([str(tmp_path / "missing.csv")])
+
+
+def test_figure_labels_of_close_methods_do_not_cover_each_other():
+    """Methods with close costs and disparities (class 0's SalUn, RL, SCRUB) each keep a readable
+    label: no two label boxes overlap."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from analysis.compare_table import place_labels
+
+    figure, axes = plt.subplots(figsize=(6, 4))
+    points = [(f"method {i}", 0.3 + 0.01 * i, 1.0 + 0.02 * i) for i in range(5)]
+    axes.scatter([x for _, x, _ in points], [y for _, _, y in points])
+    axes.set_xlim(0, 1.5)
+    axes.set_ylim(0, 10)
+    place_labels(axes, points)
+    renderer = figure.canvas.get_renderer()
+    boxes = [text.get_window_extent(renderer) for text in axes.texts]
+    plt.close(figure)
+    assert [text.get_text() for text in axes.texts] == [name for name, _, _ in points]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
