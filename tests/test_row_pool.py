@@ -97,3 +97,24 @@ def test_the_in_process_loop_keeps_the_row_in_flight_when_ctrl_c_comes(digits_ra
                           log=lambda message: None, stop=stop)
     kept = pd.read_csv(tmp_path / "runs.csv")
     assert list(kept["seed"]) == [0] and list(kept["method"]) == ["original"]
+
+
+def test_a_chosen_configuration_equal_to_the_defaults_is_one_row_per_seed(tmp_path):
+    """SFR-on's memorised-10% evaluation listed its chosen configuration and its (equal) defaults;
+    the workers ran both, the same rows twice. Each run key is one task, with the chosen row's probes."""
+    from study.engine.comparison import pending_row_tasks
+
+    params = {"lr": 0.01, "iters": 1500}
+    chosen, defaults = RowProbes(mia_subsets=5), RowProbes(mia_subsets=0)
+    runs = [("retrain", {}, chosen), ("sfr-on", params, chosen), ("sfr-on", dict(reversed(params.items())), defaults),
+            ("ft", {"lr": 0.1}, chosen), ("ft", {}, defaults)]
+    run_log = RunLog(tmp_path / "runs.csv")
+
+    def key_of(method, p, seed):
+        return run_key("digits", "random:10", method, 0.0, seed, p)
+
+    tasks, total = pending_row_tasks(runs, [1, 2], key_of, run_log)
+    assert total == 8 and len(tasks) == 8
+    sfr = [task for task in tasks if task.method == "sfr-on"]
+    assert len(sfr) == 2 and all(task.probes.mia_subsets == 5 for task in sfr)
+    assert len({task.key['params'] + task.method + str(task.key['seed']) for task in tasks}) == 8

@@ -273,17 +273,36 @@ def evaluate_configs(request: ComparisonRequest, configs: dict[str, dict], defau
         stop.raise_if_requested()
 
 
+def pending_row_tasks(runs: list[tuple[str, dict, RowProbes]], seeds: list[int],
+                      key_of: Callable[[str, dict, int], dict], run_log: RunLog) -> tuple[list, int]:
+    """The evaluation rows still to run, one per run key, and how many distinct rows there are.
+
+    A method whose chosen configuration is its defaults lists the same row twice (chosen, then
+    defaults); it runs once, with the first entry's probes (the chosen row's, which include
+    MIA-Efficacy's subsets), as the in-process loop does by finding it in the run log.
+    """
+    from study.engine.row_pool import RowTask
+
+    distinct: dict[tuple, RowTask] = {}  # run_key's columns -> the first task asking for them
+    for method, params, probes in runs:
+        for seed in seeds:
+            key = key_of(method, params, seed)
+            distinct.setdefault(tuple(sorted(key.items())), RowTask(method, params, key, probes))
+    tasks = [task for task in distinct.values() if run_log.reusable(task.key) is None]
+    return tasks, len(distinct)
+
+
 def evaluate_in_workers(request: ComparisonRequest, runs: list[tuple[str, dict, RowProbes]], run_log: RunLog,
                         log: Log) -> None:
     """The rows of `runs` (method, params, probes) not yet in the run log, `request.eval_workers` at
     a time in their own processes (`study.engine.row_pool`); each is recorded as soon as it returns."""
-    from study.engine.row_pool import RowTask, rows_in_workers, threads_per_worker
+    from study.engine.row_pool import rows_in_workers, threads_per_worker
     from study.records.run_log import run_key
 
-    tasks = [RowTask(method, params, key, probes) for method, params, probes in runs for seed in request.eval_seeds
-             if run_log.reusable(key := run_key(request.preset, request.experiment.forget, method,
-                                                request.experiment.sparsity, seed, params)) is None]
-    total = len(runs) * len(request.eval_seeds)
+    def key_of(method: str, params: dict, seed: int) -> dict:
+        return run_key(request.preset, request.experiment.forget, method, request.experiment.sparsity, seed, params)
+
+    tasks, total = pending_row_tasks(runs, request.eval_seeds, key_of, run_log)
     log(f"evaluation: {total - len(tasks)} of {total} rows kept in {run_log.path}; {len(tasks)} to run, "
         f"{request.eval_workers} at a time ({threads_per_worker(request.eval_workers)} thread(s) each); "
         "Ctrl+C keeps the rows in flight and starts no more")
