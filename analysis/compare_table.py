@@ -204,16 +204,16 @@ def disparity_figure(runs: pd.DataFrame, path: Path) -> None:
 
 
 def place_labels(axes, points: list[tuple[str, float, float]], lines: int = 6) -> None:
-    """Label each point just right of it, trying a line higher, then a line lower, and so on, until
-    the label covers no other label or point: methods with close costs and disparities stay
+    """Label each point right of it, level with it, else a line higher, a line lower, and so on
+    (offsets in points), until the label covers no other label or point: methods with close costs and disparities stay
     readable. Call it once the axes are laid out (scales, limits, labels): it measures as drawn."""
     from matplotlib.transforms import Bbox
 
     axes.figure.canvas.draw()
     renderer = axes.figure.canvas.get_renderer()
-    placed = [Bbox.from_bounds(px - 4, py - 4, 8, 8)
+    placed = [Bbox.from_bounds(px - 6, py - 6, 12, 12)
               for px, py in axes.transData.transform([(x, y) for _, x, y in points])]
-    offsets = [rise for line in range(max(lines, 1)) for rise in (2 + 10 * line, -12 - 10 * line)]  # points
+    offsets = [-3] + [rise for line in range(1, max(lines, 1) + 1) for rise in (-3 + 10 * line, -3 - 10 * line)]
     for name, x, y in points:
         for rise in offsets:
             label = axes.annotate(name, (x, y), textcoords="offset points", xytext=(5, rise), fontsize=9)
