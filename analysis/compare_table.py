@@ -205,8 +205,9 @@ def disparity_figure(runs: pd.DataFrame, path: Path) -> None:
 
 def place_labels(axes, points: list[tuple[str, float, float]], lines: int = 6) -> None:
     """Label each point right of it, level with it, else a line higher, a line lower, and so on
-    (offsets in points), until the label covers no other label or point: methods with close costs and disparities stay
-    readable. Call it once the axes are laid out (scales, limits, labels): it measures as drawn."""
+    (offsets in points), until the label covers no other label or point: methods with close costs
+    and disparities stay readable. Call it once the axes are laid out (scales, limits, labels): it
+    measures the labels as drawn."""
     from matplotlib.transforms import Bbox
 
     axes.figure.canvas.draw()

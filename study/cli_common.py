@@ -27,7 +27,8 @@ def add_experiment_arguments(parser: argparse.ArgumentParser, *, exclude: Collec
     parser.set_defaults(shared_experiment_fields=shared)  # what `experiment_overrides` reads back
     group = parser.add_argument_group("experiment (a preset, then overrides)")
     group.add_argument("--preset", default=preset_default, choices=sorted(PRESETS),
-                       help=f"named regime: dataset, model, recipe, split sizes (default: {preset_default or 'digits'})")
+                       help="named regime: dataset, model, recipe, split sizes "
+                            f"(default: {preset_default or 'digits'})")
     for field in EXPERIMENT_FIELDS:
         if field.name not in shared:
             continue
