@@ -177,7 +177,9 @@ def side_by_side(runs_by_level: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return wide_table(summarize(runs[["method", "sparsity", *TABLE_COLUMNS]]))
 
 
-def disparity_figure(runs: pd.DataFrame, path: Path) -> None:
+def disparity_figure(runs: pd.DataFrame, folder: Path, level: str) -> Path:
+    """Avg. Disparity against time / Retrain, one point per tuned method: the comparison folder's
+    `disparity_vs_time_<level>.png` (written by `study.compare`, redrawn by `--figures`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -190,17 +192,20 @@ def disparity_figure(runs: pd.DataFrame, path: Path) -> None:
     figure, axes = plt.subplots(figsize=(6, 4))
     axes.scatter(means["time_ratio"], means["avg_disparity"])
     axes.set_xlim(right=means["time_ratio"].max() * 1.15)  # room for the rightmost point's label
-    spread = means["avg_disparity"].max() / max(means["avg_disparity"].min(), 1e-3)
-    if spread > 20:  # one method far off (e.g. 43 against 0.3) would squash the rest onto the axis
+    # one method far off (e.g. 43 against 0.3) would squash the rest onto the axis
+    log_scale = means["avg_disparity"].max() / max(means["avg_disparity"].min(), 1e-3) > 20
+    if log_scale:
         axes.set_yscale("log")
     axes.set_xlabel("run time / Retrain's")
-    axes.set_ylabel("Avg. Disparity (lower is better" + (", log scale)" if spread > 20 else ")"))
+    axes.set_ylabel("Avg. Disparity (lower is better" + (", log scale)" if log_scale else ")"))
     axes.set_title("tuned methods on the evaluation seeds (mean)")
     figure.tight_layout()
     place_labels(axes, [(display_name(method), row["time_ratio"], row["avg_disparity"])
                         for method, row in means.sort_values("avg_disparity").iterrows()])
+    path = Path(folder) / f"disparity_vs_time_{level}.png"
     figure.savefig(path, dpi=120)
     plt.close(figure)
+    return path
 
 
 def place_labels(axes, points: list[tuple[str, float, float]], lines: int = 6) -> None:
@@ -329,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     print(render(record, runs_by_level, MIA_SUBSETS, Path(args.folder)))
     if args.figures:
         for level, runs in runs_by_level.items():
-            disparity_figure(runs, Path(args.folder) / f"disparity_vs_time_{level}.png")
+            disparity_figure(runs, Path(args.folder), level)
     return 0
 
 

@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         return exit_status(record, request.level, request.out)
     runs_by_level = level_runs(record, RunLog(request.out / "runs.csv"), request.preset)
     if request.level in runs_by_level:
-        disparity_figure(runs_by_level[request.level], request.out / f"disparity_vs_time_{request.level}.png")
+        disparity_figure(runs_by_level[request.level], request.out, request.level)
     text = (render(record, runs_by_level, MIA_SUBSETS, request.out) + f"\nWall time of this sitting: "
             f"{time.perf_counter() - began:.0f} s (a resumed comparison counts only what it ran this time)")
     write_file_atomically(request.out / "table.md", text + "\n")

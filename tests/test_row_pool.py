@@ -117,4 +117,4 @@ def test_a_chosen_configuration_equal_to_the_defaults_is_one_row_per_seed(tmp_pa
     assert total == 8 and len(tasks) == 8
     sfr = [task for task in tasks if task.method == "sfr-on"]
     assert len(sfr) == 2 and all(task.probes.mia_subsets == 5 for task in sfr)
-    assert len({task.key['params'] + task.method + str(task.key['seed']) for task in tasks}) == 8
+    assert len({tuple(sorted(task.key.items())) for task in tasks}) == 8
