@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--extra {item!r}: expected LABEL=CONFIG.yaml")
         label, path = item.rsplit("=", 1)
         extras.append((label, read_method_config(path, f"--extra {label}")))
+    for name in args.methods:  # an unknown method or bad --extra ends here, before any training
+        build_method(name)
+    for label, cfg in extras:
+        build_method(cfg["method"], cfg.get("params"))
     command = "python bench/method_table.py " + " ".join(sys.argv[1:] if argv is None else argv)
     lines = [f"Command: `{command}`", "",
              f"Machine: {machine_description(device)}, torch threads {args.threads or 'all'}; "
@@ -81,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         if out_of_time():
             left_out.append(f"forget {forget}")
             continue
-        experiment = experiment_from_preset(args.preset, **{**experiment_overrides(args), "forget": forget})
+        experiment = experiment_from_preset(args.preset, **experiment_overrides(args), forget=forget)
         prepared = prepare(experiment, ArtifactCache(args.cache_dir), device=device,
                            log=lambda m: print(m, flush=True))
         retrain_seconds = prepared.retrain_seconds
@@ -89,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                 ("Original", prepared.original_metrics, 0.0, 0.0)]
         runs = [(name, build_method(name)) for name in args.methods]
         runs += [(label, build_method(cfg["method"], cfg.get("params"))) for label, cfg in extras]
-        header = [f"### {experiment.dataset} / {experiment.model}, forget {forget}, seed {experiment.seed} "
+        pruned = f", {experiment.sparsity:.0%} pruned" if experiment.sparsity else ""
+        header = [f"### {experiment.dataset} / {experiment.model}{pruned}, forget {forget}, seed {experiment.seed} "
                   f"(retain {len(prepared.splits.retain)}, forget {len(prepared.splits.forget)})", "",
                   "| method | UA | MIA-Efficacy | RA | TA | Avg. Disparity | run time (s) | time / Retrain "
                   "| shared pre-training (s) | time / Retrain with it |",

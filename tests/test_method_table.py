@@ -48,3 +48,13 @@ def test_a_time_limit_names_what_it_left_out(bench, cache_dir, tmp_path):
     text = out.read_text()
     assert "Left out by --time-limit 0: forget random:10, forget class:0" in text
     assert rows_of(text) == {}
+
+
+def test_an_unknown_method_stops_before_any_training(bench, tmp_path):
+    from study.core.errors import UserError
+
+    out, cache = tmp_path / "table.md", tmp_path / "cache"
+    with pytest.raises(UserError, match="unknown method 'nope'"):
+        bench.main(["--preset", "digits", "--forget", "random:10", "--methods", "ga", "nope", "--cache-dir", str(cache),
+                    "--out", str(out)])
+    assert not out.exists() and not cache.exists()
