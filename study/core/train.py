@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from study.core.data import augment_batch
+from study.core.data import AUGMENTATIONS, augment_batch
 from study.core.errors import TrainingDiverged, UserError
 from study.core.progress import Progress
 
@@ -29,13 +29,21 @@ class Recipe:
     nesterov: bool = True
     weight_decay: float = 5e-4
     label_smoothing: float = 0.0
+    augmentation: str | None = None  # "none" or "crop_flip"; None: the dataset's own (crop+flip on CIFAR)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        values = asdict(self)
+        if values["augmentation"] is None:
+            # left out when it is the dataset's own, so records and cache keys written before the
+            # field existed still name the same recipe
+            del values["augmentation"]
+        return values
 
     def validate(self) -> "Recipe":
         if self.epochs < 1 or self.batch_size < 1 or self.peak_lr <= 0:
             raise UserError(f"invalid training recipe {self.as_dict()}: epochs, batch size and lr must be positive")
+        if self.augmentation is not None and self.augmentation not in AUGMENTATIONS:
+            raise UserError(f"unknown augmentation {self.augmentation!r}; choose one of {', '.join(AUGMENTATIONS)}")
         return self
 
 

@@ -46,9 +46,13 @@ class TrainedModel:
     threads: int | None = None  # torch CPU threads it was trained with; None for models cached before it was kept
 
 
-def model_key(config: ExperimentConfig, role: str, train_idx: np.ndarray, seed: int, **extra) -> dict:
+def model_key(config: ExperimentConfig, role: str, train_idx: np.ndarray, seed: int,
+              data_source: str | None = None, **extra) -> dict:
+    """A trained model's cache key; `data_source` (`ImageDataset.source`) names the files the images came
+    from where a dataset can be read from more than one (CIFAR-10's pickled release or a JPEG copy)."""
+    source = {"data": data_source} if data_source and data_source != config.dataset else {}
     return {"role": role, "dataset": config.dataset, "model": config.model, "recipe": config.recipe.as_dict(),
-            "seed": seed, "train": array_digest(train_idx), "code": training_code_digest(), **extra}
+            "seed": seed, "train": array_digest(train_idx), "code": training_code_digest(), **source, **extra}
 
 
 def trained_model(cache: ArtifactCache, config: ExperimentConfig, data: ImageDataset, role: str,
@@ -56,7 +60,7 @@ def trained_model(cache: ArtifactCache, config: ExperimentConfig, data: ImageDat
                   init: Callable[[], Defender] | None = None, **extra_key) -> TrainedModel:
     """The model of `role` trained with the experiment's recipe on `train_idx` from `seed` (a fresh
     initialisation, or `init()`), from the cache or trained now and stored there."""
-    key = model_key(config, role, train_idx, seed, **extra_key)
+    key = model_key(config, role, train_idx, seed, data.source, **extra_key)
     in_channels = data.image_shape[0]
 
     def builder(folder: Path) -> None:

@@ -28,7 +28,7 @@ class ExperimentConfig:
     download: bool = False
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "recipe": self.recipe.as_dict()}
 
     @classmethod
     def from_dict(cls, values: dict) -> "ExperimentConfig":
@@ -71,11 +71,15 @@ EXPERIMENT_FIELDS = (
     ExperimentField("seed", int, "split, initialisation and unlearning seed (default 0)", in_spaces=False),
     ExperimentField("sparsity", float, "one-shot magnitude pruning of the original, e.g. 0.95 (default 0 = dense)"),
     ExperimentField("epochs", int, "training recipe epochs for original/Retrain"),
+    ExperimentField("augmentation", str, "train-time augmentation of original, Retrain and unlearning: none or "
+                    "crop_flip (default: the preset's, else the dataset's own: crop_flip on CIFAR, none elsewhere)"),
     ExperimentField("train_size", int, "fixed seeded training subset size"),
     ExperimentField("val_size", int, "validation (non-member) set size"),
     ExperimentField("select_size", int, "selection set size: held-out training-pool images a study's objective "
                     "reads in place of the test set (0: studies read the test set)"),
-    ExperimentField("data_root", str, "folder with the dataset files (Fashion-MNIST IDX, CIFAR archive)",
+    ExperimentField("data_root", str, "where the dataset is: Fashion-MNIST's IDX folder; CIFAR's pickled "
+                    "release (folder or tarball's folder), an image folder (train/<class>/, test/<class>/) or a zip "
+                    "of one",
                     in_spaces=False),
     ExperimentField("download", bool, "download CIFAR where a network exists", in_spaces=False),
 )
@@ -93,6 +97,12 @@ PRESETS: dict[str, dict] = {
     # 30 epochs one-cycle SGD, no augmentation, so random forgetting is measurable on CPU.
     "fmnist-proxy": dict(dataset="fashion-mnist", model="cnn", val_size=2000, train_size=10000, select_size=2000,
                          recipe=dict(epochs=30, batch_size=128, peak_lr=0.1)),
+    # CIFAR-10 on 2 CPU cores, chosen by measurement (docs/cifar10-proxy-recipe.md,
+    # `python bench/cifar10_proxy_recipe.py`): a fixed seeded training subset that a narrow CIFAR
+    # ResNet-18 fits, without augmentation, so the original memorises it and random forgetting is
+    # measurable; validation and selection sets as on the Fashion-MNIST proxy. Needs --data-root.
+    "cifar10-proxy": dict(dataset="cifar10", model="resnet18-narrow", val_size=2000, train_size=5000,
+                          select_size=2000, recipe=dict(epochs=30, batch_size=128, peak_lr=0.1, augmentation="none")),
     # GPU scale, the paper's setting: CIFAR ResNet-18, crop+flip, a short one-cycle recipe.
     "cifar10": dict(dataset="cifar10", model="resnet18", val_size=5000, train_size=None, select_size=5000,
                     recipe=dict(epochs=40, batch_size=256, peak_lr=0.1, label_smoothing=0.1)),

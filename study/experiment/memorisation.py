@@ -58,8 +58,8 @@ def memorisation_scores(config: ExperimentConfig, data: ImageDataset, train_idx:
     folds = [(held_out, np.setdiff1d(train_idx, held_out, assume_unique=True))
              for held_out in fold_indices(train_idx, config.seed)]
     key = {"role": "memorisation-scores",
-           "original": key_digest(model_key(config, "original", train_idx, config.seed)),
-           "folds": [key_digest(model_key(config, "memorisation-fold", fit_on, config.seed, fold=fold))
+           "original": key_digest(model_key(config, "original", train_idx, config.seed, data.source)),
+           "folds": [key_digest(model_key(config, "memorisation-fold", fit_on, config.seed, data.source, fold=fold))
                      for fold, (_, fit_on) in enumerate(folds)],
            "code": source_digest(inference, sys.modules[__name__])}
 

@@ -6,6 +6,7 @@ of a study only pays for the unlearning itself and its evaluation.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass, field
@@ -136,7 +137,9 @@ def load_experiment(config: ExperimentConfig, cache: ArtifactCache | None = None
     if not 0.0 <= config.sparsity < 1.0:
         raise UserError(f"sparsity {config.sparsity} must be in [0, 1)")
     config.recipe.validate()
-    data = load_dataset(config.dataset, config.data_root, config.download)
+    data = load_dataset(config.dataset, config.data_root, config.download, cache.root if cache else None)
+    if config.recipe.augmentation is not None:  # the recipe's choice reaches training and every method alike
+        data = dataclasses.replace(data, augmentation=config.recipe.augmentation)
     spec = parse_forget_spec(config.forget, data.num_classes)
     sizes = dict(val_size=config.val_size, train_size=config.train_size, select_size=config.select_size)
     scores = None
