@@ -15,6 +15,7 @@ from pathlib import Path
 from study.core.errors import UserError, cli_entry
 from study.records.method_config import write_config
 from study.records.pareto import PICK_RULES
+from study.records.study_record import STUDY_FILE
 from study.records.trials import best_configs
 
 
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.top < 1:
         raise UserError("--top must be at least 1")
+    check_one_study(Path(args.study_dir))
     out = Path(args.out)
     for config in best_configs(args.study_dir, args.top, args.method, args.pick):
         source = config["source"]
@@ -40,6 +42,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {target}: trial {source['trial_id']} ({config['method']}), {source['objective']}: "
               f"{value_key} {source[value_key]:.3f}")
     return 0
+
+
+def check_one_study(folder: Path) -> None:
+    """A folder of several studies (e.g. `studies/`) is refused: its best trial would be picked across
+    studies of other methods, spaces or experiments."""
+    if (folder / STUDY_FILE).is_file():
+        return
+    inner = sorted(p.parent.name for p in folder.glob(f"*/{STUDY_FILE}"))
+    if len(inner) > 1:
+        raise UserError(f"{folder} holds {len(inner)} studies ({', '.join(inner)}); export from one of them, "
+                        f"e.g. {folder / inner[0]}")
 
 
 run = cli_entry(main)

@@ -1,7 +1,11 @@
 """Shared fixtures: a small, fast digits experiment with its own artifact cache."""
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
+import sys
 
 import pytest
 import torch
@@ -9,6 +13,7 @@ import torch
 from study.core.cache import ArtifactCache
 from study.experiment.config import experiment_from_preset
 from study.experiment.prepare import prepare
+from tests.processes import TAG_VARIABLE, new_tag, survivors
 
 TEST_THREADS = max(1, min(2, os.cpu_count() or 1))
 torch.set_num_threads(TEST_THREADS)
@@ -55,7 +60,35 @@ def finished_study(tmp_path_factory, digits_random, cache_dir):
 
     root = tmp_path_factory.mktemp("study")
     space = write_space(root)
+    tag = new_tag()
     result = tune_cli("--space", str(space), "--storage", str(root / "studies"), "--name", "tiny",
-                      "--retrain-free-score", cache=cache_dir)
+                      "--retrain-free-score", cache=cache_dir, tag=tag)
     assert result.returncode == 0, result.stderr[-3000:]
+    # what the study left running, for test_a_finished_study_leaves_no_process
+    (root / "survivors.json").write_text(json.dumps(survivors(tag)))
     return root, root / "studies" / "tiny", result.stdout
+
+
+# Every process the suite starts inherits this tag, so that processes left running at its end are found.
+SUITE_TAG = new_tag()
+os.environ[TAG_VARIABLE] = SUITE_TAG
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run when a process the suite started outlives it (Ray's monitors, a stray worker)."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+    except ImportError:
+        pass
+    left = survivors(SUITE_TAG, grace_s=30.0)
+    if not left:
+        return
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    print(f"\nerror: {len(left)} process(es) started by the tests were still running at the end (now killed):\n"
+          + "\n".join(f"  {pid}: {line}" for pid, line in sorted(left.items())), file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

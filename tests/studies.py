@@ -1,4 +1,5 @@
 """Helpers for the tests that run small Ray Tune studies on digits."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from tests.conftest import FAST_EPOCHS
+from tests.processes import TAG_VARIABLE
 
 TINY_SPACE = {
     "description": "tiny DAU space for tests",
@@ -24,7 +26,10 @@ def write_space(folder: Path, **changes) -> Path:
     return path
 
 
-def tune_cli(*args, cache, **kwargs):
+def tune_cli(*args, cache, tag: str | None = None, **kwargs):
+    """`python -m study.tune ...` on digits; with `tag`, every process it starts carries it (tests.processes)."""
     command = [sys.executable, "-m", "study.tune", *args, "--cache-dir", str(cache), "--epochs", str(FAST_EPOCHS),
                "--quiet"]
+    if tag is not None:
+        kwargs["env"] = {**(kwargs.get("env") or os.environ), TAG_VARIABLE: tag}
     return subprocess.run(command, capture_output=True, text=True, timeout=600, **kwargs)

@@ -36,3 +36,21 @@ def test_broken_or_missing_checkpoints_are_one_clear_error(tmp_path):
         (tmp_path / name).mkdir()
         write_trial_state(tmp_path / name, TrialState(1, []))
     assert final_checkpoint(tmp_path).name == "checkpoint_000002"
+
+
+@pytest.mark.parametrize("name", ["dau", "lotus", "sfr-on", "salun", "scrub"])
+def test_every_kind_of_method_state_reads_back_with_weights_only(digits_random, tmp_path, name):
+    """Checkpoints are read with `torch.load(weights_only=True)`; each method's state (the base's, or
+    a method's own additions) holds only what that reader accepts."""
+    from study.methods import build_method
+    from tests.conftest import FAST_METHOD_PARAMS
+
+    method = build_method(name, FAST_METHOD_PARAMS[name])
+    method.start(digits_random.fresh_original(), digits_random.unlearn_data(log=lambda m: None))
+    method.epoch(0)
+    write_trial_state(tmp_path, TrialState(1, [SeedState(0, 1.0, method.state_dict(), torch.get_rng_state())]))
+    restored = build_method(name, FAST_METHOD_PARAMS[name])
+    restored.start(digits_random.fresh_original(), digits_random.unlearn_data(log=lambda m: None))
+    restored.load_state_dict(read_trial_state(tmp_path, seed=0).seeds[0].method)
+    for key, value in method.model.state_dict().items():
+        assert torch.equal(value, restored.model.state_dict()[key]), key

@@ -2,6 +2,7 @@
 address, then `study.tune --address`. The installed Ray turns on token authentication for such
 a cluster; the driver must present the token `ray start` keeps, with nothing set by hand."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -40,8 +41,8 @@ def _ray_processes_of(port: int) -> dict[int, str]:
                 line = handle.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if f"gcs_server_port={port}" in line or f"127.0.0.1:{port}" in line:
-            found[int(pid)] = line[:200]
+        if re.search(rf"gcs_server_port={port}\b|\b\d{{1,3}}(?:\.\d{{1,3}}){{3}}:{port}\b", line):
+            found[int(pid)] = line[:200]  # some (the monitors) name the machine's own address, not 127.0.0.1
     return found
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 
 
 def package_versions() -> dict[str, str]:
@@ -14,3 +15,15 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return found
+
+
+def cpu_name() -> str:
+    """The processor's model name (`/proc/cpuinfo`), e.g. "AMD EPYC" or an Intel Xeon's; its
+    architecture where that file is not there. Timings mean little without it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

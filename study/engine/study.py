@@ -28,6 +28,7 @@ from study.core.cache import ArtifactCache
 from study.core.errors import UserError
 from study.core.progress import Log
 from study.core.splits import forget_scheme
+from study.core.versions import package_versions
 from study.engine.spaces import MethodSpace, SearchSpace
 from study.evaluation.names import METRIC_NAMES, OBJECTIVES, PARETO, PARETO_OBJECTIVES
 from study.experiment.config import ExperimentConfig
@@ -262,6 +263,29 @@ def defaults_point(request: StudyRequest) -> dict:
     return request.method_space.defaults_point(request.experiment, forget_scheme(request.experiment["forget"]))
 
 
+# TPE's settings, stated rather than left to the installed Optuna (5.0 turned multivariate TPE and the
+# constant liar on by default): the same command and seed sample the same trials on every install.
+TPE_SETTINGS = {"multivariate": True, "constant_liar": True, "n_startup_trials": 10}
+
+
+def tpe_sampler(seed: int):
+    """Optuna's TPE sampler with `TPE_SETTINGS` and `seed` (multi-objective too, for a Pareto search)."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():  # older Optuna calls multivariate TPE experimental; it is meant here
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, **TPE_SETTINGS)
+
+
+def sampler_record(request: StudyRequest) -> dict | None:
+    """What study.json says of the sampler: its settings and seed (None for a grid)."""
+    if not request.method_space.uses_optuna:
+        return None
+    return {"name": "TPESampler", "seed": request.sampler_seed, **TPE_SETTINGS}
+
+
 def optuna_search(request: StudyRequest):
     """Optuna's TPE sampler (multi-objective for a Pareto search) behind Ray Tune, its study kept in
     `optuna.db` in the study folder, with the method's documented defaults as the first trial
@@ -279,7 +303,7 @@ def optuna_search(request: StudyRequest):
     defaults = defaults_point(request)
     return OptunaSearch(metric=request.metrics if request.objective == PARETO else request.metric,
                         mode=["min"] * len(request.metrics) if request.objective == PARETO else "min",
-                        sampler=optuna.samplers.TPESampler(seed=request.sampler_seed),
+                        sampler=tpe_sampler(request.sampler_seed),
                         points_to_evaluate=[defaults] if defaults else None,
                         study_name=OPTUNA_STUDY, storage=storage)
 
@@ -335,6 +359,7 @@ def run_study(request: StudyRequest, log: Log, ray_start_seconds: float = 0.0) -
               "objectives": request.metrics, "selected_on": selection_note(request.experiment),
               "defaults_first": request.method_space.uses_optuna,
               "optuna_storage": request.optuna_storage if request.method_space.uses_optuna else None,
+              "sampler": sampler_record(request), "versions": package_versions(),
               "average_seeds": request.average_seeds, "command": request.command, "status": "running"}
     if request.local:
         request.study_dir.mkdir(parents=True, exist_ok=True)

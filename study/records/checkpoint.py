@@ -43,7 +43,8 @@ def read_trial_state(folder: str | Path, seed: int, map_location: str = "cpu") -
     """The trial state in `folder`; `seed` names the single seed of an old-layout checkpoint."""
     path = Path(folder) / STATE_FILE
     try:
-        raw = torch.load(path, map_location=map_location, weights_only=False)
+        # tensors, numbers and containers only: a checkpoint someone hands over cannot run code on load
+        raw = torch.load(path, map_location=map_location, weights_only=True)
         entries = raw.get("seeds") or [{"seed": seed, "run_seconds": raw["run_seconds"], "method": raw.get("method")}]
         seeds = [SeedState(int(e["seed"]), float(e["run_seconds"]), e.get("method"),
                            e["rng_state"].cpu() if e.get("rng_state") is not None else None) for e in entries]
