@@ -1,6 +1,7 @@
 """Small real Ray Tune studies on digits: ranking, TensorBoard, export round trip, kill + resume."""
 import glob
 import json
+import math
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from tests.studies import write_space
 def test_study_prints_the_ranking_and_writes_tensorboard(finished_study):
     _, study_dir, stdout = finished_study
     assert "avg_disparity" in stdout and "Retrain" in stdout and "3 trials" in stdout
+    assert "All 3 finished trials by avg_disparity (lower is better), scored on the selection set" in stdout
     events = glob.glob(str(study_dir / "trial_*" / "events.out.tfevents*"))
     assert len(events) == 3
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -30,6 +32,59 @@ def test_study_prints_the_ranking_and_writes_tensorboard(finished_study):
     accumulator.Reload()
     assert "ray/tune/avg_disparity" in accumulator.Tags()["scalars"]
     assert json.loads((study_dir / "study.json").read_text())["method"] == "dau"
+
+
+def test_a_finished_study_leaves_no_process(finished_study):
+    root, _, _ = finished_study
+    assert json.loads((root / "survivors.json").read_text()) == {}
+
+
+def test_study_json_records_the_sampler_and_the_versions(finished_study):
+    _, study_dir, _ = finished_study
+    from study.engine.study import TPE_SETTINGS
+
+    meta = json.loads((study_dir / "study.json").read_text())
+    assert meta["sampler"] == {"name": "TPESampler", "seed": 0, **TPE_SETTINGS}
+    assert {"python", "torch", "ray", "optuna"} <= set(meta["versions"])
+
+
+def test_two_identical_searches_sample_the_same_trials():
+    """The sampler's settings are stated, not the installed Optuna's defaults: the same seed gives the
+    same trials, past TPE's random start-up ones, with several trials in flight (constant liar)."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    from study.engine.study import TPE_SETTINGS, tpe_sampler
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
+             "alpha": optuna.distributions.FloatDistribution(0.0, 1.0)}
+
+    def proposals(seed: int) -> list[dict]:
+        search = OptunaSearch(space=space, metric="loss", mode="min", sampler=tpe_sampler(seed))
+        seen = []
+        for batch in range(7):  # two trials in flight at a time, 14 in all
+            ids = [f"t{batch}-{k}" for k in range(2)]
+            configs = [search.suggest(trial_id) for trial_id in ids]
+            for trial_id, config in zip(ids, configs):
+                search.on_trial_complete(trial_id, {"loss": (math.log10(config["lr"]) + 2) ** 2 + config["alpha"]})
+            seen += configs
+        return seen
+
+    first, second = proposals(3), proposals(3)
+    assert len(first) == 14 > TPE_SETTINGS["n_startup_trials"] and first == second
+    assert proposals(4) != first
+
+
+def test_export_refuses_a_folder_of_several_studies(finished_study, tmp_path):
+    root, study_dir, _ = finished_study
+    parent = tmp_path / "studies"
+    parent.mkdir()
+    for name in ("a", "b"):
+        (parent / name).symlink_to(study_dir, target_is_directory=True)
+    result = run_in_process("study.export", str(parent), "--out", str(tmp_path / "best.yaml"))
+    assert result.returncode == 2 and "holds 2 studies (a, b)" in result.stderr, result.stderr
+    assert not (tmp_path / "best.yaml").exists()
 
 
 def test_ranking_matches_the_trials_own_results(finished_study):
