@@ -42,6 +42,19 @@ def ranking(frame: pd.DataFrame, top: int | None = None, by: str | None = None) 
     return table.rename(columns=lambda c: c.removeprefix("params."))
 
 
+def ranking_header(frame: pd.DataFrame, top: int | None = None, by: str | None = None) -> str:
+    """What a ranking shows, in one line: how many of the finished trials, by what, scored on which set
+    (`Top 5 of 8 finished trials by avg_disparity (lower is better), scored on the selection set`)."""
+    by = ranked_by(frame, by)
+    count = len(finished(frame, by))
+    shown = f"Top {top} of {count}" if top and top < count else f"All {count}"
+    column = "experiment.select_size"
+    sizes = set(frame[column].dropna().astype(int)) if column in frame else set()
+    scored = ("the selection set" if sizes and min(sizes) > 0 else "the test set" if sizes == {0}
+              else "the set each study read")
+    return f"{shown} finished trials by {by} (lower is better), scored on {scored}"
+
+
 def ranked_by(frame: pd.DataFrame, by: str | None) -> str:
     """The column a ranking sorts by: `by`, else the study's objective (Avg. Disparity for a Pareto study)."""
     by = by or default_objective(frame)
@@ -89,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.latex:
         print(table.to_latex(index=False, float_format=format_number))
     else:
+        print(ranking_header(frame, args.top, args.by))
         print(format_text(table))
     failed = not_finished(frame, args.by)
     if len(failed):

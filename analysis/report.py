@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 
 from analysis import ablation, plots
-from analysis.formatting import markdown_table, output_folder
+from analysis.formatting import format_number, markdown_table, output_folder
 from analysis.rank import not_finished, ranked_by, ranking
 from analysis.table import sparsity_label, study_runs, summarize, wide_table
 from study.core.errors import UserError, cli_entry
@@ -76,7 +76,7 @@ class Report:
             elif kind == "code":
                 out.append(f"<pre>{html.escape(value)}</pre>")
             elif kind == "table":
-                out.append(value.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""))
+                out.append(value.to_html(index=False, float_format=format_number, na_rep=""))
             else:
                 out.append(f"<figure><img src='{value[0]}' style='max-width:100%'>"
                            f"<figcaption>{html.escape(value[1])}</figcaption></figure>")

@@ -20,6 +20,7 @@ from study.cli_common import (
 from study.core.cache import ArtifactCache
 from study.core.errors import UserError, cli_entry
 from study.core.progress import set_quiet
+from study.core.splits import parse_forget_spec
 from study.core.versions import package_versions
 from study.engine.runner import run_method
 from study.evaluation.names import time_ratio
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     prepared = prepare(experiment, cache, device=device, need_retrain=not args.retrain_free)
     print(f"split: retain {len(prepared.splits.retain)}, forget {len(prepared.splits.forget)}, "
           f"val {len(prepared.splits.val)}, test {len(prepared.splits.test)}")
-    print(f"running {method.name} with {json.dumps(method.params)}")
+    print(f"running {method.name} with {json.dumps(resolved_params(method, experiment))}")
     result = run_method(prepared, method, eval_every_epoch=args.eval_every_epoch)
 
     rows = [("original", prepared.original_metrics, None)]
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("retrain", prepared.retrain_metrics, prepared.retrain_seconds))
     if method.reference is None:
         rows.append((method.name, result.metrics, result.run_seconds))
-    print()
+    print("\nscored on the test set (TA; MIA-Efficacy's non-members), the forget set (UA) and the retain set (RA); "
+          "a study's trials are scored on the selection set instead, so their TA differs")
     print(format_table(rows, prepared.retrain_seconds))
     for name, seconds in result.artifact_seconds.items():
         print(artifact_time_line(name, seconds, result.run_seconds, prepared.retrain_seconds))
@@ -144,6 +146,14 @@ def main(argv: list[str] | None = None) -> int:
         folder = write_run_folder(Path(args.out), result.model, prepared.splits, config, metrics, args.overwrite)
         print(f"\nwrote {folder}/ (metrics.json, model.pt, config.json, splits.npz)")
     return 0
+
+
+def resolved_params(method, experiment) -> dict:
+    """The values the run takes: those given, and for a default left open (None) the one the setting
+    resolves it to (DAU's learning rate and epochs follow the reference's command for the scheme)."""
+    defaults = type(method).documented_defaults(parse_forget_spec(experiment.forget).scheme, experiment.dataset,
+                                                experiment.sparsity)
+    return {name: defaults.get(name) if value is None else value for name, value in method.params.items()}
 
 
 def relearn_rows(steps: int, prepared, method, result, device: str) -> None:

@@ -183,8 +183,9 @@ def report(outcome, request: StudyRequest, args: argparse.Namespace) -> None:
         rows = order_front(front(outcome.trial_table, outcome.study_dir, request.metrics), request.metrics)
         print(format_front(rows, request.metrics))
     elif outcome.trial_table is not None and request.metric in outcome.trial_table:
-        from analysis.rank import format_text, ranking
+        from analysis.rank import format_text, ranking, ranking_header
 
+        print(ranking_header(outcome.trial_table, args.top, by=request.metric))
         print(format_text(ranking(outcome.trial_table, args.top, by=request.metric)))
     print(f"results: {outcome.study_dir}\n  tensorboard --logdir {outcome.study_dir}\n"
           f"  python -m study.export {outcome.study_dir} --top 1 --out best.yaml")

@@ -214,3 +214,21 @@ def test_figure_labels_of_close_methods_do_not_cover_each_other():
     plt.close(figure)
     assert [text.get_text() for text in axes.texts] == [name for name, _, _ in points]
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_the_ranking_header_says_how_many_trials_and_which_set():
+    from analysis.rank import ranking_header
+
+    frame = _hand_made_ablation().assign(**{"experiment.select_size": 180})
+    assert ranking_header(frame, top=4) == ("Top 4 of 6 finished trials by avg_disparity (lower is better), "
+                                            "scored on the selection set")
+    assert ranking_header(frame.assign(**{"experiment.select_size": 0}), top=10).startswith("All 6 finished trials")
+    assert ranking_header(frame.assign(**{"experiment.select_size": 0})).endswith("scored on the test set")
+
+
+def test_the_html_report_keeps_small_hyperparameters():
+    """A learning rate of 0.00024 must not print as 0.000 in the HTML report."""
+    document = report.Report()
+    document.table(pd.DataFrame({"lr": [0.00024], "avg_disparity": [1.23456]}))
+    page = document.html("t")
+    assert "0.00024" in page and "1.235" in page and "0.000<" not in page

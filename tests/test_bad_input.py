@@ -84,3 +84,14 @@ def test_nan_loss_is_one_clear_line_and_no_result(tmp_path, digits_random, cache
                   "epochs=1", "--epochs", str(FAST_EPOCHS), "--cache-dir", str(cache_dir), "--out", str(tmp_path / "out"))
     _assert_clear_failure(result, "loss became")
     assert result.returncode == 2 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("module,option,text,needle", [
+    ("study.run", "--config", "method: ft\nparams: {lr: [0.1\n", "line 3, column 1: expected ',' or ']'"),
+    ("study.tune", "--space", "method: dau\nsearch:\n  lr: {loguniform: [1, 2]\n  x: 1\n",
+     "line 4, column 3: expected ',' or '}'"),
+])
+def test_broken_yaml_names_its_line_and_column(tmp_path, module, option, text, needle):
+    path = tmp_path / "broken.yaml"
+    path.write_text(text)
+    _assert_clear_failure(_run(module, option, str(path)), needle)

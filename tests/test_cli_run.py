@@ -33,6 +33,7 @@ def test_run_writes_a_complete_folder(finished_run):
     for name in ("metrics.json", "model.pt", "config.json", "splits.npz"):
         assert (out / name).exists(), name
     assert "Avg.Disparity" in stdout and "retrain" in stdout and "ft" in stdout
+    assert "scored on the test set" in stdout
 
 
 def test_load_run_recomputes_the_metrics_without_project_code(finished_run):
@@ -193,3 +194,14 @@ def test_a_command_may_declare_an_experiment_flag_its_own_way():
     assert "forget" not in overrides and overrides["epochs"] == 3 and overrides["dataset"] is None
     with pytest.raises(ValueError, match="not experiment fields"):
         add_experiment_arguments(argparse.ArgumentParser(), exclude={"forgett"})
+
+
+def test_the_run_prints_the_values_it_resolves_not_null():
+    from study.experiment.config import experiment_from_preset
+    from study.methods import build_method
+    from study.run import resolved_params
+
+    random_run = resolved_params(build_method("dau"), experiment_from_preset("digits"))
+    classwise = resolved_params(build_method("dau"), experiment_from_preset("digits", forget="class:3"))
+    assert random_run["lr"] == 0.01 and classwise["lr"] == 0.02 and random_run["epochs"] == 3  # the reference's
+    assert resolved_params(build_method("dau", {"lr": 0.5}), experiment_from_preset("digits"))["lr"] == 0.5

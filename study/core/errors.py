@@ -17,6 +17,15 @@ class TrainingDiverged(UserError):
     """A loss became NaN or infinite; the run is aborted rather than saved."""
 
 
+def yaml_problem(err: Exception) -> str:
+    """A YAML parse error as one line with where it is: `line 3, column 12: expected ',' or ']'`."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or (str(err).splitlines() or [type(err).__name__])[0]
+    context = getattr(err, "context", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}" + (f" ({context})" if context else "")
+
+
 def fail(message: str) -> NoReturn:
     raise UserError(message)
 

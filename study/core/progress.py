@@ -1,5 +1,6 @@
-"""Progress on every step a user waits for: a tqdm bar with rate and ETA on a terminal, a line
-every `LOG_EVERY_S` seconds when the output goes to a log, nothing under `--quiet`.
+"""Progress on every step a user waits for: a tqdm bar with rate and ETA on a terminal (at least
+`MIN_BAR_COLUMNS` wide), a line every `LOG_EVERY_S` seconds when the output goes to a log or to a
+terminal too narrow for a bar (one reporting width 0 showed nothing at all), nothing under `--quiet`.
 
 Training an original or Retrain, pre-training DAU's attacker, a method's epochs, a comparison's
 evaluation runs and the audit's models all report through `Progress`, so no step is silent for
@@ -8,11 +9,13 @@ so trials run quiet.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Callable, Iterable, Iterator, TypeVar
 
 LOG_EVERY_S = 10.0  # the longest a step stays silent in a log
+MIN_BAR_COLUMNS = 40  # a narrower terminal (one reporting width 0 among them) gets the log lines, not a bar
 Log = Callable[[str], None]  # where a step's one-line messages go (print, or nowhere)
 _quiet = False
 T = TypeVar("T")
@@ -28,6 +31,14 @@ def is_quiet() -> bool:
     return _quiet
 
 
+def terminal_columns() -> int:
+    """The width of the terminal stderr writes to; 0 where it reports none (some CI consoles, `stty cols 0`)."""
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        return 0
+
+
 class Progress:
     """Counts `total` units of one step (`desc`); `update(n, **postfix)` after each unit."""
 
@@ -36,7 +47,7 @@ class Progress:
         self.count = 0
         self.began = self.last_line = time.perf_counter()
         self.bar = None
-        if not _quiet and sys.stderr.isatty():
+        if not _quiet and sys.stderr.isatty() and terminal_columns() >= MIN_BAR_COLUMNS:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from ray import tune
 
-from study.core.errors import UserError
+from study.core.errors import UserError, yaml_problem
 from study.experiment.config import SEARCHABLE_EXPERIMENT_KEYS, SPACE_EXPERIMENT_KEYS
 from study.methods import method_class
 
@@ -201,7 +201,7 @@ def load_space(name_or_path: str) -> SearchSpace:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
+        raise UserError(f"{path}: not valid YAML: {yaml_problem(err)}") from None
     where = path.name
     if not isinstance(raw, dict):
         raise UserError(f"{where}: a search space must be a mapping")

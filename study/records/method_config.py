@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from study.core.errors import UserError
+from study.core.errors import UserError, yaml_problem
 from study.core.staging import write_file_atomically
 
 
@@ -25,7 +25,7 @@ def read_method_config(path: str, what: str) -> dict:
     try:
         loaded = yaml.safe_load(file.read_text()) or {}
     except yaml.YAMLError as err:
-        raise UserError(f"{what}: {file} is not valid YAML ({str(err).splitlines()[0]})") from None
+        raise UserError(f"{what}: {file} is not valid YAML: {yaml_problem(err)}") from None
     if not isinstance(loaded, dict) or not ("method" in loaded or "experiment" in loaded):
         raise UserError(f"{what}: {file} must hold a mapping with 'method' and 'params' (and 'experiment', "
                         "unless the flags give it)")
