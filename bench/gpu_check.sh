@@ -12,7 +12,8 @@
 # Environment: GPU_CHECK_DIR (work folder: cache, studies, gpu_table.md; default a fresh temporary
 # one), GPU_TABLE_EPOCHS (the original's and Retrain's epochs, default the preset's 40),
 # GPU_TABLE_MINUTES (start no method of the table after this many minutes, default 6),
-# GPU_TABLE_FORGET (default "random:10 class:0").
+# GPU_TABLE_FORGET (default "random:10 class:0"), GPU_CIFAR10_ROOT (CIFAR-10's pickled release, image folder or
+# zip: also runs the paper's CIFAR-10 tables with the same flags; the 63 MB JPEG zip must be carried there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! python3 -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
@@ -38,6 +39,14 @@ read -r -a FORGETS <<< "${GPU_TABLE_FORGET:-random:10 class:0}"
 python3 bench/method_table.py --preset cifar10 --dataset fashion-mnist "${DATA[@]}" "${EPOCHS[@]}" --device cuda \
   --forget "${FORGETS[@]}" --methods dau salun scrub neggrad+ rl ft ga l1-sparse sfr-on lotus scissorhands ssd ff iu \
   --time-limit "${GPU_TABLE_MINUTES:-6}" --cache-dir "$CACHE" --out "$WORK/gpu_table.md" | { grep -v "^training\|^evaluating\|^pre-training" || true; }
+
+if [ -n "${GPU_CIFAR10_ROOT:-}" ]; then
+  echo "== the paper's CIFAR-10 tables, one seed: ResNet-18, every method at its defaults ($GPU_CIFAR10_ROOT)"
+  python3 bench/method_table.py --preset cifar10 --data-root "$GPU_CIFAR10_ROOT" "${EPOCHS[@]}" --device cuda \
+    --forget "${FORGETS[@]}" --methods dau salun scrub neggrad+ rl ft ga l1-sparse sfr-on lotus scissorhands ssd ff iu \
+    --time-limit "${GPU_TABLE_MINUTES:-6}" --cache-dir "$CACHE" --out "$WORK/gpu_cifar10_table.md" | \
+    { grep -v "^training\|^evaluating\|^pre-training" || true; }
+fi
 
 if ! python3 -c "import ray.tune, optuna" 2>/dev/null; then
   echo "gpu_check: Ray Tune or Optuna is not installed here; the fractional-GPU study check is left out"

@@ -8,8 +8,13 @@ a cache entry built under other load.
 
     python bench/method_table.py --preset fmnist-proxy --cache-dir /tmp/bench-cache --out docs/method_table_fmnist.md
 
-At GPU scale (full Fashion-MNIST, the CIFAR ResNet-18; `bench/gpu_check.sh` runs this on a lent
-GPU machine): `--preset cifar10 --dataset fashion-mnist --device cuda`. The table is rewritten
+At GPU scale (the CIFAR ResNet-18; `bench/gpu_check.sh` runs this on a lent GPU machine), one seed of
+the paper's CIFAR-10 random-10% and class-wise tables, every method at its documented defaults:
+
+    python bench/method_table.py --preset cifar10 --data-root ../shared/data/cifar10-jpeg/cifar10-jpeg.zip \
+        --device cuda --forget random:10 class:0 --time-limit 12 --out docs/gpu-cifar10-table.md
+
+(`--dataset fashion-mnist` puts full Fashion-MNIST through the same ResNet-18.) The table is rewritten
 after every method, marked "(in progress)" until the last row, so a run that is stopped keeps
 what finished; `--time-limit` starts no method after that many minutes and lists the ones left out.
 """
@@ -29,7 +34,7 @@ from study.cli_common import add_experiment_arguments, experiment_overrides, res
 from study.core.cache import ArtifactCache  # noqa: E402
 from study.core.errors import UserError, cli_entry  # noqa: E402
 from study.core.staging import write_file_atomically  # noqa: E402
-from study.core.versions import package_versions  # noqa: E402
+from study.core.versions import cpu_name, package_versions  # noqa: E402
 from study.engine.runner import run_method  # noqa: E402
 from study.evaluation.names import HEADLINE, time_ratio  # noqa: E402
 from study.experiment.config import experiment_from_preset  # noqa: E402
@@ -94,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         runs = [(name, build_method(name)) for name in args.methods]
         runs += [(label, build_method(cfg["method"], cfg.get("params"))) for label, cfg in extras]
         pruned = f", {experiment.sparsity:.0%} pruned" if experiment.sparsity else ""
-        header = [f"### {experiment.dataset} / {experiment.model}{pruned}, forget {forget}, seed {experiment.seed} "
+        source = f" ({prepared.data.source})" if prepared.data.source != experiment.dataset else ""
+        header = [f"### {experiment.dataset}{source} / {experiment.model}{pruned}, forget {forget}, "
+                  f"seed {experiment.seed} "
                   f"(retain {len(prepared.splits.retain)}, forget {len(prepared.splits.forget)})", "",
                   "| method | UA | MIA-Efficacy | RA | TA | Avg. Disparity | run time (s) | time / Retrain "
                   "| shared pre-training (s) | time / Retrain with it |",
@@ -130,7 +137,7 @@ def table_row(row: tuple, retrain_seconds: float) -> str:
 def machine_description(device: str) -> str:
     if device.startswith("cuda"):
         return f"{torch.cuda.get_device_name(torch.device(device))}, CUDA {torch.version.cuda}"
-    return f"{platform.machine()}, {platform.processor() or 'cpu'}"
+    return f"{platform.machine()}, {cpu_name()}"
 
 
 run = cli_entry(main)

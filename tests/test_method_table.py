@@ -58,3 +58,19 @@ def test_an_unknown_method_stops_before_any_training(bench, tmp_path):
         bench.main(["--preset", "digits", "--forget", "random:10", "--methods", "ga", "nope", "--cache-dir", str(cache),
                     "--out", str(out)])
     assert not out.exists() and not cache.exists()
+
+
+def test_the_paper_scale_cifar10_command_on_tiny_settings(bench, tmp_path):
+    """The GPU command of the docstring (`--preset cifar10`, ResNet-18, crop+flip) on a small image zip on CPU."""
+    from tests.test_image_folder import image_files, png_bytes, write_zip
+
+    files = image_files({"train": 8, "test": 2}, seed=2)
+    archive = write_zip(tmp_path / "c10.zip", {k: png_bytes(v) for k, v in files.items()})
+    out = tmp_path / "table.md"
+    args = ["--preset", "cifar10", "--data-root", str(archive), "--train-size", "50", "--val-size", "10",
+            "--select-size", "10", "--epochs", "1", "--forget", "random:10", "class:0", "--methods", "ga",
+            "--device", "cpu", "--threads", "1", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+    assert bench.main(args) == 0
+    text = out.read_text()
+    assert text.count("### cifar10 (cifar10 image folder c10.zip sha256:") == 2 and "/ resnet18," in text
+    assert "forget random:10" in text and "forget class:0" in text and "(in progress)" not in text

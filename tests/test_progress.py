@@ -13,6 +13,7 @@ class ZeroWidthTerminal(io.StringIO):
 
 
 def test_a_terminal_without_a_width_gets_log_lines(monkeypatch):
+    monkeypatch.setattr(progress, "_quiet", False)  # another test's --quiet run may have left it on
     stream = ZeroWidthTerminal()
     monkeypatch.setattr(progress.sys, "stderr", stream)
     monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)
@@ -23,6 +24,7 @@ def test_a_terminal_without_a_width_gets_log_lines(monkeypatch):
 
 
 def test_a_wide_terminal_gets_a_bar(monkeypatch):
+    monkeypatch.setattr(progress, "_quiet", False)
     stream = ZeroWidthTerminal()
     monkeypatch.setattr(progress.sys, "stderr", stream)
     monkeypatch.setattr(progress, "terminal_columns", lambda: 120)

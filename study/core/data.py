@@ -232,7 +232,8 @@ def _load_cifar(name: str, data_root, download: bool, cache_root):
                         + ("" if download else " (add --download to fetch it where a network exists)"))
     root = Path(data_root)
     if not root.exists() and not download:
-        raise UserError(f"{name}: --data-root {root} does not exist")
+        raise UserError(f"{name}: --data-root {root} does not exist (expected a folder holding {spec['folder']}/ "
+                        f"or {spec['tarball']}, an image folder or a zip of one)")
     if root.is_file() or is_image_folder_source(root):
         arrays = load_image_folder(root, spec["num_classes"], cache_root)
         return (arrays.train_images.astype(np.float32) / 255.0, arrays.train_labels,
