@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = ArtifactCache(args.cache_dir)
     prepared = prepare(experiment, cache, device=device, need_retrain=not args.retrain_free)
     print(f"split: retain {len(prepared.splits.retain)}, forget {len(prepared.splits.forget)}, "
-          f"val {len(prepared.splits.val)}, test {len(prepared.splits.test)}")
+          f"val {len(prepared.splits.val)}, test {len(prepared.splits.test)}; precision {prepared.config.precision}")
     print(f"running {method.name} with {json.dumps(resolved_params(method, experiment))}")
     result = run_method(prepared, method, eval_every_epoch=args.eval_every_epoch)
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from study.core.data import AUGMENTATIONS, augment_batch
 from study.core.errors import TrainingDiverged, UserError
+from study.core.precision import autocast
 from study.core.progress import Progress
 
 
@@ -54,9 +55,10 @@ def check_finite(loss: torch.Tensor, where: str) -> None:
 
 
 def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, seed: int,
-                augmentation: str = "none", device: str = "cpu", desc: str | None = None) -> tuple[nn.Module, float]:
+                augmentation: str = "none", device: str = "cpu", desc: str | None = None,
+                precision: str = "fp32") -> tuple[nn.Module, float]:
     """Train `model` in place on (x, y) with `recipe`; returns the model and wall seconds. With `desc`,
-    progress is shown per step (study.core.progress)."""
+    progress is shown per step (study.core.progress); `precision` bf16 runs the forwards under autocast."""
     recipe.validate()
     model.to(device).train()
     generator = torch.Generator().manual_seed(seed)
@@ -73,7 +75,8 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
         for step in range(steps_per_epoch):
             idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
             inputs = augment_batch(x[idx], augmentation, generator).to(device)
-            loss = F.cross_entropy(model(inputs), y[idx].to(device), label_smoothing=recipe.label_smoothing)
+            with autocast(device, precision):
+                loss = F.cross_entropy(model(inputs), y[idx].to(device), label_smoothing=recipe.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

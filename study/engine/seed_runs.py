@@ -45,7 +45,8 @@ def evaluation_row(prepared: Prepared, method: str, params: dict, key: dict, pro
     result = run_method(prepared, build_method(method, params), log=log)
     row = {**key, **result.metrics, "run_seconds": result.run_seconds, **result.artifact_seconds,
            "retrain_seconds": prepared.retrain_seconds, "threads": torch.get_num_threads(),
-           "retrain_threads": prepared.retrain_threads, "metrics_version": METRICS_VERSION}
+           "retrain_threads": prepared.retrain_threads, "precision": prepared.config.precision,
+           "metrics_version": METRICS_VERSION}
     if probes.mia_subsets:
         row["mia_subsets_mean"], row["mia_subsets_std"] = mia_efficacy_spread(
             result.model, prepared.data, prepared.splits, key["seed"], probes.mia_subsets, prepared.device)

@@ -51,6 +51,8 @@ def model_key(config: ExperimentConfig, role: str, train_idx: np.ndarray, seed: 
     """A trained model's cache key; `data_source` (`ImageDataset.source`) names the files the images came
     from where a dataset can be read from more than one (CIFAR-10's pickled release or a JPEG copy)."""
     source = {"data": data_source} if data_source and data_source != config.dataset else {}
+    if config.precision != "fp32":  # a bf16-trained model is another artifact (fp32 keys are as they were)
+        source["precision"] = config.precision
     return {"role": role, "dataset": config.dataset, "model": config.model, "recipe": config.recipe.as_dict(),
             "seed": seed, "train": array_digest(train_idx), "code": training_code_digest(), **source, **extra}
 
@@ -70,9 +72,10 @@ def trained_model(cache: ArtifactCache, config: ExperimentConfig, data: ImageDat
         start = init() if init is not None else build_model(config.model, in_channels, data.num_classes, seed)
         model, seconds = train_model(start, data.train_x[train_idx], data.train_y[train_idx], config.recipe, seed=seed,
                                      augmentation=data.augmentation, device=device,
-                                     desc=f"training {role}")
+                                     desc=f"training {role}", precision=config.precision)
         save_model_files(folder, model)
-        meta = {"train_seconds": seconds, "threads": torch.get_num_threads(), "device": str(device)}
+        meta = {"train_seconds": seconds, "threads": torch.get_num_threads(), "device": str(device),
+                "precision": config.precision}
         (folder / "meta.json").write_text(json.dumps(meta, indent=2))
 
     folder, built = cache.get_or_build(key, builder)

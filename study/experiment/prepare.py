@@ -18,6 +18,7 @@ from study.core.cache import ArtifactCache, array_digest, key_digest, source_dig
 from study.core.data import ImageDataset, load_dataset
 from study.core.errors import UserError
 from study.core.models import Defender, build_model
+from study.core.precision import autocast, resolve_precision
 from study.core.progress import Log
 from study.core.pruning import apply_masks, copy_model, masks_of, omp_prune
 from study.core.splits import ForgetSpec, Splits, make_splits, parse_forget_spec, pool_split
@@ -51,14 +52,16 @@ class Prepared:
         """What a method needs to keep artifacts shared by every run on this original in the cache."""
         d, s = self.data, self.splits
         return SharedContext(self.cache, self.original_key, self.original, (d.train_x[s.train], d.train_y[s.train]),
-                             (d.train_x[s.val], d.train_y[s.val]), d.num_classes, d.pixel_std, self.device, log)
+                             (d.train_x[s.val], d.train_y[s.val]), d.num_classes, d.pixel_std, self.device, log,
+                             self.config.precision)
 
     def unlearn_data(self, log: Log = print) -> UnlearnData:
         d, s = self.data, self.splits
         return UnlearnData(d.train_x[s.retain], d.train_y[s.retain], d.train_x[s.forget], d.train_y[s.forget],
                            d.train_x[s.val], d.train_y[s.val], d.num_classes, d.augmentation,
                            self.config.seed, self.device, self.spec.is_classwise, d.pixel_std,
-                           self.shared_context(log), dataset=self.config.dataset, sparsity=self.config.sparsity)
+                           self.shared_context(log), dataset=self.config.dataset, sparsity=self.config.sparsity,
+                           precision=self.config.precision)
 
     def fresh_original(self) -> Defender:
         """A private copy of the original model (masks kept) for one method to modify."""
@@ -77,14 +80,15 @@ class Prepared:
             return self.retrain_metrics
         if view not in self._reference_by_view:
             metrics = cached_evaluation(self.cache, self.retrain_key, self.retrain, self.data, self.splits,
-                                        self.config.seed, self.device, view)
+                                        self.config.seed, self.device, view, self.config.precision)
             self._reference_by_view[view] = {**metrics, **retrain_gaps(metrics, metrics)}
         return self._reference_by_view[view]
 
     def evaluate(self, model: torch.nn.Module, view: str = "test") -> dict[str, float]:
         """UA, RA, TA, MIA-Efficacy of `model` in a view, plus Avg. Disparity, ToW, ToW-MIA and the
         per-metric gaps when Retrain's metrics are known."""
-        metrics = evaluate_model(model, self.data, self.splits, self.config.seed, self.device, view)
+        with autocast(self.device, self.config.precision):
+            metrics = evaluate_model(model, self.data, self.splits, self.config.seed, self.device, view)
         reference = self.reference_metrics(view)
         if reference is not None:
             metrics.update(retrain_gaps(metrics, reference))
@@ -101,7 +105,8 @@ def _metric_code_digest() -> str:
 
 
 def cached_evaluation(cache: ArtifactCache, model_key: dict, model: torch.nn.Module, data: ImageDataset,
-                      splits: Splits, seed: int, device: str = "cpu", view: str = "test") -> dict[str, float]:
+                      splits: Splits, seed: int, device: str = "cpu", view: str = "test",
+                      precision: str = "fp32") -> dict[str, float]:
     """`evaluate_model` of a cached model, computed once per split and kept beside it in the cache.
 
     Every trial of a study needs the original's and Retrain's metrics; on the Fashion-MNIST proxy
@@ -115,7 +120,8 @@ def cached_evaluation(cache: ArtifactCache, model_key: dict, model: torch.nn.Mod
                    held_out={name: array_digest(getattr(splits, name)) for name in ("select", "select_forget")})
 
     def builder(folder: Path) -> None:
-        metrics = evaluate_model(model, data, splits, seed, device, view)
+        with autocast(device, precision):  # the model key names the precision it was trained in
+            metrics = evaluate_model(model, data, splits, seed, device, view)
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
 
     folder, _ = cache.get_or_build(key, builder)
@@ -156,7 +162,9 @@ def load_experiment(config: ExperimentConfig, cache: ArtifactCache | None = None
 
 def prepare(config: ExperimentConfig, cache: ArtifactCache, device: str = "cpu", need_retrain: bool = True,
             log: Log = print) -> Prepared:
-    """Load data, build the split, and fetch (or train once) the original and Retrain models."""
+    """Load data, build the split, and fetch (or train once) the original and Retrain models. The
+    experiment's precision is resolved here (`auto` -> fp32 or bf16): `Prepared.config` holds what ran."""
+    config = dataclasses.replace(config, precision=resolve_precision(config.precision, device, log))
     data, spec, splits = load_experiment(config, cache, device, log)
     in_channels = data.image_shape[0]
     dense = trained_model(cache, config, data, "original", splits.train, config.seed, device, log)
@@ -178,13 +186,15 @@ def prepare(config: ExperimentConfig, cache: ArtifactCache, device: str = "cpu",
         gold = trained_model(cache, config, data, "retrain", splits.retain, config.seed, device, log,
                              init=fresh_retrain_init, sparsity=config.sparsity)
         retrain, retrain_seconds, retrain_threads = gold.model, gold.seconds, gold.threads
-        retrain_metrics = cached_evaluation(cache, gold.key, retrain, data, splits, config.seed, device)
+        retrain_metrics = cached_evaluation(cache, gold.key, retrain, data, splits, config.seed, device,
+                                            precision=config.precision)
         retrain_metrics.update(retrain_gaps(retrain_metrics, retrain_metrics))
 
     prepared = Prepared(config, data, spec, splits, original, original_seconds, {}, retrain, retrain_seconds,
                         retrain_metrics, device, cache, original_key, retrain_threads,
                         gold.key if need_retrain else None)
-    prepared.original_metrics = cached_evaluation(cache, original_key, original, data, splits, config.seed, device)
+    prepared.original_metrics = cached_evaluation(cache, original_key, original, data, splits, config.seed, device,
+                                                  precision=config.precision)
     if retrain_metrics is not None:
         prepared.original_metrics.update(retrain_gaps(prepared.original_metrics, retrain_metrics))
     return prepared

@@ -38,6 +38,7 @@ from torch import nn
 
 from study.core.data import augment_batch
 from study.core.errors import UserError
+from study.core.precision import autocast
 from study.experiment.unlearn_data import UnlearnData
 
 EpochCallback = Callable[[int, nn.Module, dict], None]
@@ -195,15 +196,22 @@ class UnlearningMethod:
     def start(self, model: nn.Module, data: UnlearnData) -> None:
         """`setup`, timed: `setup_seconds` is the unlearning work it did (shared artifacts excluded)."""
         began = time.perf_counter()
-        self.setup(model, data)
+        with self.precision_scope(data):
+            self.setup(model, data)
         self.setup_seconds = time.perf_counter() - began - self.artifact_seconds
 
     def epoch(self, epoch: int) -> dict[str, float]:
         """One epoch, timed: `run_epoch`'s logs plus `seconds`."""
         began = time.perf_counter()
-        logs = self.run_epoch(epoch)
+        with self.precision_scope(self.data):
+            logs = self.run_epoch(epoch)
         logs["seconds"] = time.perf_counter() - began
         return logs
+
+    def precision_scope(self, data: UnlearnData):
+        """bf16 autocast around setup and epochs when the experiment runs bf16; a one-shot method (FF,
+        IU, SSD: Fisher and influence statistics, solves) stays fp32, it is cheap beside training."""
+        return autocast(data.device, "fp32" if self.one_shot else data.precision)
 
     def unlearn(self, model: nn.Module, data: UnlearnData,
                 callbacks: Iterable[EpochCallback] = ()) -> nn.Module:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from study.core.precision import full_precision
 from study.core.progress import Progress
 from study.core.pruning import copy_model
 from study.methods.base import BatchStream
@@ -90,6 +91,9 @@ def attack_inputs(defender: nn.Module, x: torch.Tensor, y: torch.Tensor, num_cla
     """The attacker's inputs for batch x: outputs, sensitivity = mean_k |out(x + noise_k) - out(x)| / sigma,
     the one-hot label, and the clean images' penultimate features.
 
+    These forwards run in fp32 whatever the experiment's precision: bf16 keeps 8 bits of mantissa, so
+    an input moved by 1e-3 would round back to itself and the sensitivity would measure rounding.
+
     The clean batch and its noisy copies go through the defender in forwards of
     `copies_per_forward` batches each (None: all 1 + m in one forward). In train mode each forward
     normalises by its own batch statistics; the copies differ from the clean batch by noise of
@@ -100,7 +104,9 @@ def attack_inputs(defender: nn.Module, x: torch.Tensor, y: torch.Tensor, num_cla
     noise = noise * noise_scale(pixel_std, sigma).to(x.device).unsqueeze(0)
     stacked = torch.cat([x, (x.unsqueeze(0) + noise).flatten(0, 1)])
     rows = len(stacked) if copies_per_forward is None else copies_per_forward * batch
-    pieces = [defender.forward_with_features(stacked[start:start + rows]) for start in range(0, len(stacked), rows)]
+    with full_precision(x.device.type):  # under bf16 the 1e-3 noise would round away: these forwards stay fp32
+        pieces = [defender.forward_with_features(stacked[start:start + rows])
+                  for start in range(0, len(stacked), rows)]
     logits = torch.cat([p[0] for p in pieces])
     features = pieces[0][1][:batch]
     out = torch.softmax(logits, dim=1) if use_softmax else logits

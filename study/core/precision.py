@@ -1,0 +1,81 @@
+"""Mixed precision: bf16 autocast where the device runs it natively, fp32 everywhere else.
+
+`--precision bf16` runs the forwards of training, unlearning and evaluation under
+`torch.autocast(dtype=bfloat16)`: weights, gradients, optimiser state and losses stay fp32 (autocast
+keeps losses and reductions in fp32), only convolutions and matrix products take bf16 inputs.
+On a CPU with AVX-512 BF16 or AMX that runs a training step about twice as fast
+(`python bench/precision.py`); on a CPU without them bf16 is emulated and slower than fp32,
+so it is refused there, with one line saying why, and the run goes on in fp32. `auto` picks bf16
+only where `AUTO_PICKS_BF16` says its metrics were measured to stay within fp32's own seed-to-seed
+spread (docs/RESULTS.md, "Does bf16 change the science?").
+
+The resolved precision (never `auto`) is what records and cache keys carry: a model trained in bf16
+is a different artifact from one trained in fp32.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from study.core.errors import UserError
+
+PRECISIONS = ("fp32", "bf16", "auto")
+AUTO_PICKS_BF16 = False  # set by bench/precision.py's verdict: bf16's metric shifts within fp32's seed spread
+NATIVE_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def bf16_support(device: str) -> tuple[bool, str]:
+    """Whether `device` runs bf16 natively, and the reason in words."""
+    if device.startswith("cuda"):
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
+            return True, f"{torch.cuda.get_device_name(torch.device(device))} runs bf16"
+        return False, "this GPU has no native bf16 (compute capability below 8.0)"
+    native = [flag for flag in NATIVE_BF16_CPU_FLAGS if flag in cpu_flags()]
+    if native:
+        return True, f"this CPU has {' and '.join(native)}"
+    return False, "this CPU has neither AVX-512 BF16 nor AMX, so bf16 would be emulated and slower than fp32"
+
+
+def resolve_precision(requested: str, device: str, log: Callable[[str], None] | None = None) -> str:
+    """`fp32` or `bf16`: what a run on `device` uses when `requested` was asked for."""
+    if requested not in PRECISIONS:
+        raise UserError(f"unknown precision {requested!r}; choose one of {', '.join(PRECISIONS)}")
+    if requested == "fp32":
+        return "fp32"
+    supported, why = bf16_support(device)
+    if requested == "auto" and not AUTO_PICKS_BF16:
+        if log:
+            log("precision auto: fp32 (bf16 is not yet measured to stay within fp32's seed noise here)")
+        return "fp32"
+    if not supported:
+        if log:
+            log(f"precision {requested}: fp32, because {why}")
+        return "fp32"
+    return "bf16"
+
+
+def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on `device` when `precision` is bf16; a no-op context otherwise."""
+    if precision != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda" if str(device).startswith("cuda") else "cpu", dtype=torch.bfloat16)
+
+
+def full_precision(device: str) -> contextlib.AbstractContextManager:
+    """fp32 inside a bf16 region, for sums of many small products (Barlow Twins' correlations, projections)."""
+    return torch.autocast(device_type="cuda" if str(device).startswith("cuda") else "cpu", enabled=False)
