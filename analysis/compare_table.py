@@ -161,6 +161,28 @@ def thread_mismatches(runs: pd.DataFrame) -> list[str]:
     return notes
 
 
+def reference_notes(runs: pd.DataFrame) -> list[str]:
+    """Which reference models (original and Retrain, by weights digest) each seed's rows were measured
+    against: one line per seed whose rows name more than one, and one for rows that name none (kept
+    before digests were recorded), so that a table never mixes references without saying so."""
+    columns = [c for c in ("original_digest", "retrain_digest") if c in runs]
+    if not columns:
+        return [f"none of the {len(runs)} rows records the reference models it was measured on (rows kept "
+                "before digests were recorded)"]
+    notes = []
+    missing = int(runs[columns[0]].isna().sum())
+    if missing:
+        notes.append(f"{missing} of {len(runs)} rows record no reference digests (kept before they were recorded)")
+    for seed, group in runs.groupby("seed"):
+        for column in columns:
+            seen = group[column].dropna().astype(str)
+            if seen.nunique() > 1:
+                counts = ", ".join(f"{digest} ({count} rows)" for digest, count in seen.value_counts().items())
+                notes.append(f"seed {seed}: rows measured against {seen.nunique()} different "
+                             f"{column.removesuffix('_digest')} models: {counts}")
+    return notes
+
+
 def older_metric_rows(runs: pd.DataFrame) -> int:
     """Rows whose metrics predate today's definitions (`METRICS_VERSION`; version 1 fitted
     MIA-Efficacy's SVM on unequal sets where test outnumbers retain)."""
@@ -297,6 +319,9 @@ def render(record: dict, runs_by_level: dict[str, pd.DataFrame], subsets: int, f
                          "member and non-member sets: where the test set outnumbers retain (the Fashion-MNIST "
                          "proxy), their MIA-Efficacy can read 100 for any model whose retain and test confidences "
                          "are alike. Running the command again computes them anew.", ""]
+        references = reference_notes(runs)
+        if references:
+            sections += ["Reference models: " + "; ".join(references) + ".", ""]
         mismatches = thread_mismatches(runs)
         if mismatches:
             sections += ["time / Retrain compares different thread counts here, so read it with care: "

@@ -28,6 +28,7 @@ from study.experiment.config import resolve_experiment
 from study.experiment.prepare import prepare
 from study.methods import METHODS, build_method
 from study.records.method_config import read_method_config
+from study.records.paths import portable_command
 from study.records.run_folder import write_run_folder
 
 
@@ -137,10 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         relearn_rows(args.relearn, prepared, method, result, device)
     if args.out:
         config = {"experiment": experiment.as_dict(), "method": method.name, "params": method.params,
-                  "versions": package_versions(), "command": "python -m study.run " + " ".join(sys.argv[1:] if argv is None else argv)}
+                  "versions": package_versions(), "command": portable_command("python -m study.run", sys.argv[1:] if argv is None else argv)}
         metrics = {"method": method.name, "metrics": result.metrics, "run_seconds": result.run_seconds,
                    "retrain": prepared.retrain_metrics, "retrain_seconds": prepared.retrain_seconds,
-                   "original": prepared.original_metrics,
+                   "original": prepared.original_metrics, "references": prepared.reference_digests(),
                    "time_ratio_to_retrain": time_ratio(result.run_seconds, prepared.retrain_seconds),
                    **result.artifact_seconds, "epochs": result.epochs}
         folder = write_run_folder(Path(args.out), result.model, prepared.splits, config, metrics, args.overwrite)

@@ -46,6 +46,7 @@ def evaluation_row(prepared: Prepared, method: str, params: dict, key: dict, pro
     row = {**key, **result.metrics, "run_seconds": result.run_seconds, **result.artifact_seconds,
            "retrain_seconds": prepared.retrain_seconds, "threads": torch.get_num_threads(),
            "retrain_threads": prepared.retrain_threads, "precision": prepared.config.precision,
+           **prepared.reference_digests(),
            "metrics_version": METRICS_VERSION}
     if probes.mia_subsets:
         row["mia_subsets_mean"], row["mia_subsets_std"] = mia_efficacy_spread(

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from study.evaluation.mia import SIGNALS, metric_attacks
+from study.evaluation.names import METRIC_NAMES
 
-METRIC_NAMES = ("UA", "MIA-Efficacy", "RA", "TA")
 # Bumped when a metric's definition changes; kept runs of another version are computed again.
 # 1: MIA-Efficacy's SVM fitted on unequal sets where test outnumbers retain; 2: equal sets (`mia_sets`).
 METRICS_VERSION = 2

@@ -12,6 +12,7 @@ ratio to Retrain's time means little when the two ran on different thread counts
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,19 @@ class TrainedModel:
     key: dict
     folder: Path
     threads: int | None = None  # torch CPU threads it was trained with; None for models cached before it was kept
+    digest: str = ""  # of its weights (`weights_digest`): what a row measured on it records
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 (16 hex digits) of a model's parameters and buffers, by name: the same for the same
+    weights wherever they were trained or saved, and different for a model rebuilt under the same cache
+    key on another machine or thread count (float sums depend on both). Rows record it, so that a
+    table can tell which reference models each of its rows was measured against."""
+    sha = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        sha.update(name.encode() + b"\0" + str(tensor.dtype).encode() + str(tuple(tensor.shape)).encode())
+        sha.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return sha.hexdigest()[:16]
 
 
 def model_key(config: ExperimentConfig, role: str, train_idx: np.ndarray, seed: int,
@@ -88,4 +102,5 @@ def trained_model(cache: ArtifactCache, config: ExperimentConfig, data: ImageDat
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise UserError(f"cached model {folder} has no readable meta.json ({type(err).__name__}); delete that "
                         "folder to train it again") from None
-    return TrainedModel(model, seconds, key, folder, int(threads) if threads is not None else None)
+    return TrainedModel(model, seconds, key, folder, int(threads) if threads is not None else None,
+                        weights_digest(model))

@@ -46,6 +46,8 @@ class Prepared:
     original_key: dict
     retrain_threads: int | None = None  # torch threads Retrain was trained with (None: not recorded)
     retrain_key: dict | None = None
+    original_digest: str = ""  # weights digests of the two reference models (`artifacts.weights_digest`)
+    retrain_digest: str = ""
     _reference_by_view: dict = field(default_factory=dict)
 
     def shared_context(self, log: Log = print) -> SharedContext:
@@ -62,6 +64,13 @@ class Prepared:
                            self.config.seed, self.device, self.spec.is_classwise, d.pixel_std,
                            self.shared_context(log), dataset=self.config.dataset, sparsity=self.config.sparsity,
                            precision=self.config.precision)
+
+    def reference_digests(self) -> dict[str, str]:
+        """The weights digests of the original and Retrain a row is measured against, for its record."""
+        digests = {"original_digest": self.original_digest}
+        if self.retrain is not None:
+            digests["retrain_digest"] = self.retrain_digest
+        return digests
 
     def fresh_original(self) -> Defender:
         """A private copy of the original model (masks kept) for one method to modify."""
@@ -168,15 +177,17 @@ def prepare(config: ExperimentConfig, cache: ArtifactCache, device: str = "cpu",
     data, spec, splits = load_experiment(config, cache, device, log)
     in_channels = data.image_shape[0]
     dense = trained_model(cache, config, data, "original", splits.train, config.seed, device, log)
-    original, original_seconds, original_key = dense.model, dense.seconds, dense.key
+    original, original_seconds, original_key, original_digest = dense.model, dense.seconds, dense.key, dense.digest
     masks: dict = {}
     if config.sparsity > 0:
         sparse = trained_model(cache, config, data, "original-omp", splits.train, config.seed, device, log,
                                init=lambda: omp_prune(dense.model, config.sparsity), sparsity=config.sparsity)
         original, original_seconds, original_key = sparse.model, original_seconds + sparse.seconds, sparse.key
+        original_digest = sparse.digest
         masks = masks_of(original)
 
     retrain = retrain_seconds = retrain_metrics = retrain_threads = None
+    retrain_digest = ""
     if need_retrain:
         def fresh_retrain_init() -> Defender:
             # Retrain starts from a fresh initialisation; a sparse Retrain keeps the OMP mask.
@@ -185,14 +196,14 @@ def prepare(config: ExperimentConfig, cache: ArtifactCache, device: str = "cpu",
 
         gold = trained_model(cache, config, data, "retrain", splits.retain, config.seed, device, log,
                              init=fresh_retrain_init, sparsity=config.sparsity)
-        retrain, retrain_seconds, retrain_threads = gold.model, gold.seconds, gold.threads
+        retrain, retrain_seconds, retrain_threads, retrain_digest = gold.model, gold.seconds, gold.threads, gold.digest
         retrain_metrics = cached_evaluation(cache, gold.key, retrain, data, splits, config.seed, device,
                                             precision=config.precision)
         retrain_metrics.update(retrain_gaps(retrain_metrics, retrain_metrics))
 
     prepared = Prepared(config, data, spec, splits, original, original_seconds, {}, retrain, retrain_seconds,
                         retrain_metrics, device, cache, original_key, retrain_threads,
-                        gold.key if need_retrain else None)
+                        gold.key if need_retrain else None, original_digest, retrain_digest)
     prepared.original_metrics = cached_evaluation(cache, original_key, original, data, splits, config.seed, device,
                                                   precision=config.precision)
     if retrain_metrics is not None:

@@ -1,0 +1,43 @@
+"""Rows name the reference models they were measured on (weights digests), and a table says so
+where its rows were measured against different ones."""
+import pandas as pd
+import torch
+
+from analysis.compare_table import reference_notes
+from study.core.models import build_model
+from study.engine.seed_runs import evaluation_row
+from study.experiment.artifacts import weights_digest
+from tests.conftest import FAST_METHOD_PARAMS
+
+
+def test_the_digest_follows_the_weights_not_the_object():
+    model = build_model("cnn", 1, 10, seed=0)
+    same = build_model("cnn", 1, 10, seed=0)
+    assert weights_digest(model) == weights_digest(same)
+    with torch.no_grad():
+        same.head.bias[0] += 1e-6  # a float sum taken in another order moves a weight this much
+    assert weights_digest(model) != weights_digest(same)
+    statistics = build_model("cnn", 1, 10, seed=0)
+    statistics.body[1].running_mean += 1.0  # buffers count too: batch-norm statistics are part of the model
+    assert weights_digest(model) != weights_digest(statistics)
+
+
+def test_every_row_records_its_references(digits_random):
+    digests = digits_random.reference_digests()
+    assert digests == {"original_digest": weights_digest(digits_random.original),
+                       "retrain_digest": weights_digest(digits_random.retrain)}
+    assert digests["original_digest"] != digests["retrain_digest"]
+    row = evaluation_row(digits_random, "ga", FAST_METHOD_PARAMS["ga"], {"seed": 0})
+    assert row["original_digest"] == digests["original_digest"] and row["retrain_digest"] == digests["retrain_digest"]
+
+
+def test_a_table_says_when_a_seeds_rows_mix_references():
+    rows = pd.DataFrame({"seed": [1, 1, 1, 2], "method": ["ft", "ga", "rl", "ft"],
+                         "original_digest": ["a", "a", "b", "c"], "retrain_digest": ["r", "r", "r", None]})
+    notes = reference_notes(rows)
+    assert "seed 1: rows measured against 2 different original models: a (2 rows), b (1 rows)" in notes
+    assert "1 of 4 rows record no reference digests (kept before they were recorded)" not in notes  # originals all set
+    assert not any("seed 2" in note for note in notes)
+    assert reference_notes(rows.drop(columns=["original_digest", "retrain_digest"])) == [
+        "none of the 4 rows records the reference models it was measured on (rows kept before digests were recorded)"]
+    assert reference_notes(rows.iloc[:2]) == []
