@@ -47,12 +47,13 @@ from study.core.inference import predict_logits  # noqa: E402
 from study.core.splits import forget_scheme  # noqa: E402
 from study.core.staging import write_file_atomically  # noqa: E402
 from study.core.stopping import stop_after_run_in_flight  # noqa: E402
+from study.engine.row_pool import PreparedSeeds, run_in_workers, worker_prepared  # noqa: E402
 from study.evaluation.metrics import accuracy  # noqa: E402
 from study.evaluation.mia import SIGNALS  # noqa: E402
 from study.experiment.config import experiment_from_preset  # noqa: E402
-from study.engine.row_pool import PreparedSeeds, run_in_workers, worker_prepared  # noqa: E402
 from study.experiment.prepare import Prepared, load_experiment  # noqa: E402
 from study.methods import build_method, method_class  # noqa: E402
+from study.records.paths import portable_command  # noqa: E402
 
 REFERENCE_STEPS = 477  # the reference's defender steps on CIFAR-10 (3 epochs of 159 retain batches)
 VARIANTS = {"reference": {}, "detach-validation": {"detach_validation": True},
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--workers must be at least 1")
     set_threads(args.threads)
     out = Path(args.out)
-    command = "python bench/dau_ablations.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = portable_command("python bench/dau_ablations.py", sys.argv[1:] if argv is None else argv)
     runs_path = out / "runs.csv"
     runs = pd.read_csv(runs_path) if runs_path.is_file() else pd.DataFrame(columns=["variant", "seed", "epoch"])
     common = parse_params(args.param)

@@ -30,7 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from study.cli_common import add_experiment_arguments, experiment_overrides, resolve_device, set_threads  # noqa: E402
+from study.cli_common import (  # noqa: E402
+    add_experiment_arguments,
+    experiment_overrides,
+    resolve_device,
+    set_threads,
+)
 from study.core.cache import ArtifactCache  # noqa: E402
 from study.core.errors import UserError, cli_entry  # noqa: E402
 from study.core.staging import write_file_atomically  # noqa: E402
@@ -41,6 +46,7 @@ from study.experiment.config import experiment_from_preset  # noqa: E402
 from study.experiment.prepare import prepare  # noqa: E402
 from study.methods import METHODS, build_method  # noqa: E402
 from study.records.method_config import read_method_config  # noqa: E402
+from study.records.paths import portable_command  # noqa: E402
 
 COLUMNS = HEADLINE
 
@@ -70,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         build_method(name)
     for label, cfg in extras:
         build_method(cfg["method"], cfg.get("params"))
-    command = "python bench/method_table.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = portable_command("python bench/method_table.py", sys.argv[1:] if argv is None else argv)
     lines = [f"Command: `{command}`", "",
              f"Machine: {machine_description(device)}, torch threads {args.threads or 'all'}; "
              f"versions: {package_versions()}", ""]

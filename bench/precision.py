@@ -40,6 +40,7 @@ from study.engine.runner import run_method
 from study.experiment.config import resolve_experiment
 from study.experiment.prepare import prepare
 from study.methods import build_method
+from study.records.paths import portable_command
 
 PRECISIONS = ("fp32", "bf16")
 METRICS = ("UA", "MIA-Efficacy", "RA", "TA", "avg_disparity")
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     runs_path = out / "runs.csv"
     runs = pd.read_csv(runs_path) if runs_path.exists() else pd.DataFrame()
-    command = "python bench/precision.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = portable_command("python bench/precision.py", sys.argv[1:] if argv is None else argv)
     machine = f"{cpu_name() if args.device == 'cpu' else torch.cuda.get_device_name()}, " \
               f"torch threads {torch.get_num_threads()}"
     for seed in args.seeds:

@@ -35,8 +35,14 @@ from study.engine.comparison import RELEARN_STEPS, ComparisonRequest, run_compar
 from study.evaluation.names import MIA_SUBSETS, OBJECTIVE_CHOICES, PARETO_OBJECTIVES
 from study.experiment.config import resolve_experiment
 from study.methods import METHODS, tunable_methods
-from study.records.comparison import check_same_comparison, level_name, level_runs, transferred_configs
+from study.records.comparison import (
+    check_same_comparison,
+    level_name,
+    level_runs,
+    transferred_configs,
+)
 from study.records.pareto import PICK_RULES
+from study.records.paths import portable_command
 from study.records.run_log import RunLog
 
 
@@ -82,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--studies-only", action="store_true",
                         help="run (or reuse) the studies and write the chosen configurations, then stop before the "
                              "evaluation seeds: a long comparison can be tuned in one sitting and evaluated in another")
-    parser.add_argument("--quiet", action="store_true", help="no progress tables or bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines or bars")
+    parser.add_argument("--verbose", action="store_true",
+                        help="Ray Tune's trial tables (every trial's parameters and metrics) instead of progress lines")
     add_experiment_arguments(parser)
     return parser
 
@@ -148,8 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         relearn_steps=args.relearn, heldout=not args.no_heldout, eval_workers=args.eval_workers,
         spaces=parse_spaces(args.space), cpus_per_trial=args.cpus_per_trial,
         max_concurrent=args.max_concurrent, studies_only=args.studies_only, quiet=args.quiet,
+        verbose=args.verbose,
         source=source, transferred=transferred,
-        command="python -m study.compare " + " ".join(sys.argv[1:] if argv is None else argv))
+        command=portable_command("python -m study.compare", sys.argv[1:] if argv is None else argv))
     previous = check_same_comparison(request.out, request.header())
     log = lambda message: print(message, flush=True)  # noqa: E731
     tuned = (f"configurations chosen by {args.configs_from} (forget {source['configs_from']['forget']}; "

@@ -23,6 +23,7 @@ from study.engine.spaces import SearchSpace, available_spaces, load_space
 from study.engine.study import StudyRequest, check_request, check_resumable, run_study
 from study.evaluation.names import OBJECTIVE_CHOICES, PARETO, PARETO_OBJECTIVES
 from study.experiment.config import resolve_experiment
+from study.records.paths import portable_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "reads, ASHA's rungs 1, 2, 4, 8, ..., and each trial's last epoch)")
     parser.add_argument("--max-failures", type=int, default=0, help="retries of a failed trial (default 0)")
     parser.add_argument("--top", type=int, default=5, help="trials shown in the final ranking (default 5)")
-    parser.add_argument("--quiet", action="store_true", help="no progress table or bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines or bars")
+    parser.add_argument("--verbose", action="store_true",
+                        help="Ray Tune's trial table (every trial's parameters and metrics) instead of one "
+                             "progress line")
     add_experiment_arguments(parser)  # the same experiment flags as study.run; they override the space's
     return parser
 
@@ -131,8 +135,9 @@ def requests(args: argparse.Namespace) -> list[StudyRequest]:
         pareto=tuple(dict.fromkeys(args.pareto_objectives)), retrain_free_score=args.retrain_free_score,
         scheduler=args.scheduler or ("fifo" if args.objective == PARETO else "asha"),
         eval_every_epoch=args.eval_every_epoch,
-        max_failures=args.max_failures, quiet=args.quiet, sampler_seed=args.seed if args.seed is not None else 0,
-        command=" ".join(["python -m study.tune", *sys.argv[1:]])) for method_space in method_spaces]
+        max_failures=args.max_failures, quiet=args.quiet, verbose=args.verbose,
+        sampler_seed=args.seed if args.seed is not None else 0,
+        command=portable_command("python -m study.tune", sys.argv[1:])) for method_space in method_spaces]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -175,11 +175,13 @@ def test_a_comparison_without_its_studies_folder_evaluates_from_its_configuratio
     assert "FT" in (copy / "table.md").read_text()
 
 
-def test_a_chosen_configuration_names_its_study_as_the_command_did(compared):
+def test_a_chosen_configuration_names_its_study_relative_to_the_comparison(compared):
+    """Kept records point into their own folder by relative paths, so that the folder can be moved."""
     root, _ = compared
     chosen = yaml.safe_load((root / "out" / "configs" / "dense" / "ft.yaml").read_text())
     record = json.loads((root / "out" / "compare.json").read_text())
-    assert chosen["source"]["study"] == record["levels"]["dense"]["studies"]["ft"]["dir"]
+    assert chosen["source"]["study"] == record["levels"]["dense"]["studies"]["ft"]["dir"] == "studies/dense/ft/ft"
+    assert (root / "out" / chosen["source"]["study"] / "study.json").is_file()
 
 
 def test_configurations_chosen_on_one_forget_set_are_evaluated_on_another(compared, cache_dir, tmp_path):
@@ -195,6 +197,8 @@ def test_configurations_chosen_on_one_forget_set_are_evaluated_on_another(compar
     assert "study of" not in result.stdout and result.stdout.count("not tuned here") == 2
     record, chosen = (json.loads((folder / "compare.json").read_text()) for folder in (tmp_path / "moved", source))
     assert record["configs_from"] == {"folder": str(source), "forget": "random:10"}
+    # the source's study, named from this comparison's folder
+    assert (tmp_path / "moved" / record["levels"]["dense"]["studies"]["ft"]["dir"] / "study.json").is_file()
     assert record["levels"]["dense"]["configs"] == {"ft": chosen["levels"]["dense"]["configs"]["ft"]}
     assert (record["budget"], record["tune_seeds"]) == (chosen["budget"], chosen["tune_seeds"])
     runs = pd.read_csv(tmp_path / "moved" / "runs.csv")

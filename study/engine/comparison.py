@@ -47,6 +47,7 @@ from study.records.comparison import (
     write_comparison,
 )
 from study.records.method_config import write_config
+from study.records.paths import read_path, stored_path
 from study.records.run_log import RunLog
 from study.records.study_record import find_study_dir, read_study_record
 from study.records.trials import best_configs
@@ -79,6 +80,7 @@ class ComparisonRequest:
     max_concurrent: int | None = None
     studies_only: bool = False
     quiet: bool = False
+    verbose: bool = False
     command: str = ""
 
     @property
@@ -120,7 +122,7 @@ def tune_method(method: str, request: ComparisonRequest, previous: dict, log: Lo
         record = read_study_record(existing) or {}
         if record.get("status") == "finished" and record.get("num_trials") == request.budget:
             log(f"{method}: study finished earlier ({existing}), reused")
-            return {**record, "dir": str(existing)}
+            return {**record, "dir": stored_path(existing, request.out)}
     else:
         recorded = recorded_study(method, request.out, request.level, previous, request.budget)
         if recorded is not None:
@@ -135,7 +137,7 @@ def tune_method(method: str, request: ComparisonRequest, previous: dict, log: Lo
         max_concurrent=request.max_concurrent, cpus_per_trial=request.cpus_per_trial or 1.0,
         resume=existing is not None, average_seeds=list(seeds) if len(seeds) > 1 else None,
         objective=request.objective, pareto=request.pareto, scheduler="fifo" if request.objective == PARETO else "asha",
-        quiet=request.quiet, sampler_seed=seeds[0],
+        quiet=request.quiet, verbose=request.verbose, sampler_seed=seeds[0],
         command=f"{request.command}  (study of {method})")
     log(f"{method}: study of {request.budget} trials on seed(s) {' '.join(map(str, seeds))} ...")
     root.mkdir(parents=True, exist_ok=True)
@@ -145,8 +147,8 @@ def tune_method(method: str, request: ComparisonRequest, previous: dict, log: Lo
         outcome = run_study(study, log)
     except (UserError, TrainingDiverged) as err:
         log(f"{method}: study FAILED ({err})")
-        return {"status": "failed", "reason": str(err), "dir": str(root / method)}
-    study_dir = find_study_dir(root) or root / method  # named as the command named --out, not absolute
+        return {"status": "failed", "reason": str(err), "dir": stored_path(root / method, request.out)}
+    study_dir = find_study_dir(root) or root / method
     if outcome.missing:  # Ctrl+C: stop the comparison here rather than move on to the next method
         raise UserError(f"{method}: study interrupted with {outcome.missing} of {outcome.expected} trials unfinished; "
                         "the same command resumes it")
@@ -154,9 +156,9 @@ def tune_method(method: str, request: ComparisonRequest, previous: dict, log: Lo
     if outcome.status != "finished":
         reason = (outcome.failures[-1][1] if outcome.failures else f"study {outcome.status}")
         log(f"{method}: study FAILED ({reason})")
-        return {**record, "status": "failed", "reason": reason, "dir": str(study_dir)}
+        return {**record, "status": "failed", "reason": reason, "dir": stored_path(study_dir, request.out)}
     log(f"{method}: study finished in {time.perf_counter() - began:.0f} s")
-    return {**record, "dir": str(study_dir)}
+    return {**record, "dir": stored_path(study_dir, request.out)}  # relative to --out: the folder can move
 
 
 def chosen_configs(studies: dict[str, dict], request: ComparisonRequest) -> dict[str, dict]:
@@ -168,8 +170,8 @@ def chosen_configs(studies: dict[str, dict], request: ComparisonRequest) -> dict
         if "config" in record:  # reused through its configuration: nothing to export again
             config = record["config"]
         else:
-            config = best_configs(record["dir"], pick=request.pick)[0]
-            config["source"]["study"] = record["dir"]  # as recorded, not this machine's absolute path
+            config = best_configs(read_path(record["dir"], request.out), pick=request.pick)[0]
+            config["source"]["study"] = record["dir"]  # relative to the comparison's folder, as compare.json has it
             write_config(config, chosen_config_path(request.out, request.level, method))
         configs[method] = config
     return configs
@@ -195,7 +197,8 @@ def run_comparison(request: ComparisonRequest, previous: dict, log: Log) -> dict
         for method in request.methods:
             if method in request.transferred:
                 log(f"{method}: configuration chosen by {request.source['configs_from']['folder']}, not tuned here")
-                studies[method] = request.transferred[method]
+                transferred = request.transferred[method]
+                studies[method] = {**transferred, "dir": stored_path(transferred.get("dir"), request.out)}
                 continue
             studies[method] = tune_method(method, request, previous, log, ray_needed)
             keep_trial_tables({method: studies[method]}, defaults, request)  # kept as soon as a study ends
@@ -229,9 +232,10 @@ def keep_trial_tables(studies: dict[str, dict], defaults: dict[str, dict], reque
     folder = request.out / "trials" / request.level
     for method, record in studies.items():
         path = folder / f"{method}.csv"
-        if path.exists() or record.get("status") != "finished" or not Path(str(record.get("dir"))).is_dir():
+        study_dir = read_path(record.get("dir"), request.out)
+        if path.exists() or record.get("status") != "finished" or study_dir is None or not study_dir.is_dir():
             continue
-        trials = load_study(record["dir"])
+        trials = load_study(study_dir)
         table = trials[trial_table_columns(trials)].copy()
         table.insert(1, "defaults", [all(row.get(f"params.{k}") == v for k, v in defaults[method].items())
                                      for row in table.to_dict("records")])

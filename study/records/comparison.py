@@ -11,6 +11,7 @@ import pandas as pd
 from study.core.errors import UserError
 from study.core.staging import write_file_atomically
 from study.records.method_config import read_method_config
+from study.records.paths import read_path
 from study.records.run_log import RunLog, run_key
 
 COMPARE_FILE = "compare.json"
@@ -112,7 +113,9 @@ def transferred_configs(source: Path, level: str, methods: list[str], experiment
     studies = {}
     for method in methods:
         study = (entry.get("studies") or {}).get(method) or {}
-        studies[method] = {"status": "finished", "num_trials": study.get("trials"), "dir": study.get("dir"),
+        where = read_path(study.get("dir"), source)  # stored relative to the source's folder
+        studies[method] = {"status": "finished", "num_trials": study.get("trials"),
+                           "dir": str(where) if where is not None else None,
                            "experiment": {"seed": study.get("seed")}, "average_seeds": study.get("average_seeds"),
                            "config": {"method": method, "params": entry["configs"][method]}}
     return protocol, studies
