@@ -1,8 +1,10 @@
 """`python -m study.export <study dir> --top 1 --out best.yaml`: write the best trials' full configs.
 
 The YAML is what `python -m study.run --config best.yaml` reads, so the best trial can be
-re-run outside Ray (same seed and, from `source.threads`, the same threads on CPU: the same metrics
-within half a point). A trial tuned with
+re-run outside Ray (same seed and, from `source.threads`, the same threads on CPU: the same model,
+so UA and RA within half a point; the trial scored TA and MIA-Efficacy on the selection set, the
+re-run scores them on the test set, so those and Avg. Disparity differ by what the two sets
+differ). A trial tuned with
 `--average-seeds` is exported with its first seed in `experiment.seed` and the seeds it was
 averaged over in `source.average_seeds`; `bench/paper_protocol.py --seeds ...` re-runs it on all.
 A Pareto study (`study.tune --objective pareto`) exports points of its front, ordered by `--pick`.
@@ -39,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         target = out if args.top == 1 else out.with_name(f"{out.stem}-{source['rank']}{out.suffix or '.yaml'}")
         write_config(config, target)
         value_key = next(key for key in source if key not in ("study", "trial_id", "rank", "objective"))
+        scored = "the selection set" if (config.get("experiment") or {}).get("select_size") else "the test set"
         print(f"wrote {target}: trial {source['trial_id']} ({config['method']}), {source['objective']}: "
-              f"{value_key} {source[value_key]:.3f}")
+              f"{value_key} {source[value_key]:.3f}, scored on {scored} (study.run --config scores the test set)")
     return 0
 
 

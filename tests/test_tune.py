@@ -123,6 +123,7 @@ def test_export_reruns_outside_ray_to_the_same_metrics(finished_study, cache_dir
     best = root / "best.yaml"
     exported = run_in_process("study.export", str(study_dir), "--top", "1", "--out", str(best))
     assert exported.returncode == 0, exported.stderr
+    assert "scored on the selection set (study.run --config scores the test set)" in exported.stdout
     config = yaml.safe_load(best.read_text())
     assert config["source"]["threads"] == 1  # the trial's threads, which the re-run takes by default
     rerun = subprocess.run([sys.executable, "-m", "study.run", "--config", str(best), "--cache-dir", str(cache_dir),
@@ -131,9 +132,10 @@ def test_export_reruns_outside_ray_to_the_same_metrics(finished_study, cache_dir
     metrics = json.loads((root / "rerun" / "metrics.json").read_text())["metrics"]
     # one of the 180 test images may flip, within float summation order: on an Intel Xeon the Ray worker and
     # the re-run gave TA 97.78 and 98.33 (2026-12-04); that one image is the bound for every metric (on the
-    # 108-image forget set a single flip of UA already exceeds it)
+    # 108-image forget set a single flip of UA already exceeds it). TA and MIA-Efficacy are not compared: the
+    # trial scored them on the selection set, the re-run on the test set.
     one_example = 100 / 180 + 1e-3
-    for key in ("UA", "RA", "TA", "MIA-Efficacy"):
+    for key in ("UA", "RA"):
         assert abs(metrics[key] - _trial_metric(study_dir, config, key)) <= one_example
 
 

@@ -30,6 +30,7 @@ from study.core.progress import Log
 from study.core.splits import forget_scheme
 from study.core.versions import package_versions
 from study.engine.spaces import MethodSpace, SearchSpace
+from study.engine.trial_progress import TrialLineReporter
 from study.evaluation.names import METRIC_NAMES, OBJECTIVES, PARETO, PARETO_OBJECTIVES
 from study.experiment.config import ExperimentConfig
 from study.methods import method_class
@@ -37,7 +38,7 @@ from study.records.pareto import OPTUNA_FILE, OPTUNA_STUDY
 from study.records.study_record import read_study_record, write_study_record
 
 ASHA_MAX_EPOCHS, ASHA_GRACE_EPOCHS, ASHA_REDUCTION = 200, 1, 2
-REPORT_EVERY_S = 10  # the progress table's refresh: no study is silent for longer on a terminal
+REPORT_EVERY_S = 10  # the progress line's (or table's) refresh: no study is silent for longer
 
 
 @dataclass
@@ -63,6 +64,7 @@ class StudyRequest:
     eval_every_epoch: bool = False
     max_failures: int = 0
     quiet: bool = False
+    verbose: bool = False  # Ray Tune's own trial table instead of the one-line progress (trial_progress)
     sampler_seed: int = 0
     command: str = ""
 
@@ -238,7 +240,11 @@ def build_tuner(request: StudyRequest, threads: int):
         scheduler = (DefaultsFirstASHA(defaults_point(request), **asha) if method_space.uses_optuna
                      else ASHAScheduler(**asha))
     reporter = None
-    if not request.quiet:
+    if not request.quiet and not request.verbose:
+        reporter = TrialLineReporter(request.name or method_space.method, "avg_disparity" if pareto else request.metric,
+                                     list(method_space.search), request.num_samples or space.num_samples,
+                                     every_s=REPORT_EVERY_S)
+    elif not request.quiet:
         columns = {**{metric: metric for metric in request.metrics}, request.metric: "Avg. Disparity" if pareto
                    else "objective", "UA": "UA", "MIA-Efficacy": "MIA", "RA": "RA", "TA": "TA", "epoch": "epochs"}
         reporter = tune.CLIReporter(metric_columns=columns,
