@@ -7,7 +7,12 @@ fp32's own seed-to-seed standard deviation: a difference inside that spread is n
 changes the result. `study.core.precision.AUTO_PICKS_BF16` follows this table's verdict.
 
     python bench/precision.py --preset fmnist-proxy --seeds 1 2 3 --cache-dir cache/precision \
-        --out docs/precision-fmnist
+        --out docs/precision-fmnist -p dau:attacker_pretrain_iters=50
+
+DAU runs one epoch (`dau:epochs=1`, a study's short trial) on an attacker pre-trained for 50
+iterations instead of the proxy's 360: the pre-training is a shared artifact outside the run time,
+it runs in fp32 either way (its forwards are the sensitivity's), and at 0.6 iterations/s on 2 cores
+its 360 iterations would take 10 minutes per seed and precision.
 
 Rows already in `<out>/runs.csv` are kept (the command resumes); `<out>/table.md` is rewritten after
 every row, marked "(in progress)" until the last. Use a cache of its own so that the models' training
@@ -19,6 +24,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 import torch
@@ -47,28 +53,27 @@ METRICS = ("UA", "MIA-Efficacy", "RA", "TA", "avg_disparity")
 DEFAULT_METHODS = ("ft", "neggrad+", "dau")
 
 
-def measure_seed(args, seed: int, precision: str, params: dict[str, dict], done: set, log) -> list[dict]:
-    """The rows of one seed at one precision that `done` does not hold yet."""
+def measure_seed(args, seed: int, precision: str, params: dict[str, dict], done: set, log) -> Iterator[dict]:
+    """The rows of one seed at one precision that `done` does not hold yet, one at a time (each is kept
+    as soon as it is measured)."""
     experiment = resolve_experiment(args.preset, None, {**experiment_overrides(args), "seed": seed,
                                                         "precision": precision})
     prepared = prepare(experiment, ArtifactCache(args.cache_dir), device=args.device, log=log)
     if prepared.config.precision != precision:
         raise UserError(f"asked for {precision}, ran {prepared.config.precision}: nothing to compare here")
-    rows = []
     for role, metrics, seconds in (("original", prepared.original_metrics, prepared.original_seconds),
                                    ("retrain", prepared.retrain_metrics, prepared.retrain_seconds)):
         if (seed, precision, role) not in done:
-            rows.append({"seed": seed, "precision": precision, "row": role, "seconds": seconds,
-                         **{m: metrics[m] for m in METRICS}})
+            yield {"seed": seed, "precision": precision, "row": role, "seconds": seconds,
+                   **{m: metrics[m] for m in METRICS}}
     for name in args.methods:
         if (seed, precision, name) in done:
             continue
         result = run_method(prepared, build_method(name, params.get(name)), log=lambda m: None)
-        rows.append({"seed": seed, "precision": precision, "row": name, "seconds": result.run_seconds,
-                     **{m: result.metrics[m] for m in METRICS}})
         log(f"seed {seed} {precision} {name}: Avg. Disparity {result.metrics['avg_disparity']:.2f}, "
             f"{result.run_seconds:.1f} s")
-    return rows
+        yield {"seed": seed, "precision": precision, "row": name, "seconds": result.run_seconds,
+               **{m: result.metrics[m] for m in METRICS}}
 
 
 def summary(runs: pd.DataFrame) -> pd.DataFrame:
@@ -143,9 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for precision in PRECISIONS:
             done = set(zip(runs["seed"], runs["precision"], runs["row"])) if len(runs) else set()
-            new = measure_seed(args, seed, precision, params, done, lambda m: print(m, flush=True))
-            if new:
-                runs = pd.concat([runs, pd.DataFrame(new)], ignore_index=True)
+            if all((seed, precision, row) in done for row in ("original", "retrain", *args.methods)):
+                continue
+            for row in measure_seed(args, seed, precision, params, done, lambda m: print(m, flush=True)):
+                runs = pd.concat([runs, pd.DataFrame([row])], ignore_index=True)
                 runs.to_csv(runs_path.with_suffix(".partial"), index=False)
                 os.replace(runs_path.with_suffix(".partial"), runs_path)
                 write_file_atomically(out / "table.md", render(runs, command, False, machine))

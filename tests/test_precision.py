@@ -69,11 +69,33 @@ def test_both_precisions_take_the_same_path(digits_random, digits_bf16, name):
 def test_dau_sensitivity_stays_fp32_under_bf16(digits_random):
     model = digits_random.fresh_original().train()
     x, y = digits_random.data.train_x[:8], digits_random.data.train_y[:8]
-    seen = autocast_seen(model)
-    with precision.autocast("cpu", "bf16"):
+    seen = autocast_seen(precision.set_model_precision(model, "bf16"))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # even inside an outer bf16 region
         inputs = attack_inputs(model, x, y, 10, 3, torch.Generator().manual_seed(0))
     assert seen and not any(seen) and inputs.sensitivity.dtype == torch.float32
     assert float(inputs.sensitivity.detach().abs().sum()) > 0
+
+
+def test_only_the_forward_runs_in_bf16_not_the_backward_or_the_step(digits_bf16):
+    """Autocast around a whole unlearning epoch (backward and optimiser step included) broke FT on the
+    proxy within two epochs; the model's forward alone runs under it, and hands back fp32 logits."""
+    model = digits_bf16.fresh_original()
+    forwards = autocast_seen(model)
+    method = build_method("ft", {"epochs": 2})
+    method.start(model, digits_bf16.unlearn_data(log=lambda m: None))
+    steps, step = [], method.optimizer.step
+    method.optimizer.step = lambda *a, **k: (steps.append(torch.is_autocast_enabled("cpu")), step(*a, **k))[1]
+    method.epoch(0)
+    assert forwards and all(forwards) and steps and not any(steps)
+    assert method.model(digits_bf16.data.test_x[:4]).dtype == torch.float32
+    assert prepare_free_accuracy(method.model, digits_bf16) > 90.0
+
+
+def prepare_free_accuracy(model, prepared) -> float:
+    model.eval()
+    with torch.no_grad():
+        predicted = model(prepared.data.test_x).argmax(1)
+    return 100.0 * float((predicted == prepared.data.test_y).float().mean())
 
 
 def test_one_shot_methods_stay_fp32(digits_bf16):

@@ -17,15 +17,27 @@ from study.core.pruning import apply_masks, masks_of, plain_state_dict
 
 
 class Defender(nn.Module):
-    """Base: a feature extractor followed by one linear classification layer."""
+    """Base: a feature extractor followed by one linear classification layer.
+
+    `autocast_dtype` (None: fp32; set by `study.core.precision.set_model_precision`) runs `forward`
+    under autocast and returns fp32 logits: mixed precision covers the model's own forward and
+    nothing else, so losses, backward passes and optimiser steps stay outside it, as PyTorch asks
+    (an unlearning epoch run whole under bf16 autocast broke the proxy's FT within two epochs).
+    A plain attribute, so `copy.deepcopy` (every model copy here) keeps it.
+    """
 
     head: nn.Linear
+    autocast_dtype: torch.dtype | None = None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        if self.autocast_dtype is None:
+            return self.head(self.features(x))
+        with torch.autocast(device_type=x.device.type, dtype=self.autocast_dtype):
+            logits = self.head(self.features(x))
+        return logits.float()
 
     def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.features(x)

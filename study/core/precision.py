@@ -1,8 +1,8 @@
 """Mixed precision: bf16 autocast where the device runs it natively, fp32 everywhere else.
 
-`--precision bf16` runs the forwards of training, unlearning and evaluation under
-`torch.autocast(dtype=bfloat16)`: weights, gradients, optimiser state and losses stay fp32 (autocast
-keeps losses and reductions in fp32), only convolutions and matrix products take bf16 inputs.
+`--precision bf16` runs the defender's forward (`Defender.forward`: training, unlearning and evaluation
+alike) under `torch.autocast(dtype=bfloat16)` and hands back fp32 logits: convolutions and matrix
+products take bf16 inputs; weights, gradients, optimiser state, losses and backward passes stay fp32.
 On a CPU with AVX-512 BF16 or AMX that runs a training step about twice as fast
 (`python bench/precision.py`); on a CPU without them bf16 is emulated and slower than fp32,
 so it is refused there, with one line saying why, and the run goes on in fp32. `auto` picks bf16
@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -69,11 +69,21 @@ def resolve_precision(requested: str, device: str, log: Callable[[str], None] | 
     return "bf16"
 
 
-def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on `device` when `precision` is bf16; a no-op context otherwise."""
-    if precision != "bf16":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda" if str(device).startswith("cuda") else "cpu", dtype=torch.bfloat16)
+def set_model_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """Run `model`'s forward (a `Defender`'s) under bf16 autocast, or in fp32; returns the model."""
+    model.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+    return model
+
+
+@contextlib.contextmanager
+def model_precision(model: torch.nn.Module, precision: str) -> Iterator[None]:
+    """`model` at `precision` inside the block, as it was after it (a one-shot method's fp32 statistics)."""
+    before = getattr(model, "autocast_dtype", None)
+    set_model_precision(model, precision)
+    try:
+        yield
+    finally:
+        model.autocast_dtype = before
 
 
 def full_precision(device: str) -> contextlib.AbstractContextManager:

@@ -17,7 +17,7 @@ from torch import nn
 
 from study.core.data import AUGMENTATIONS, augment_batch
 from study.core.errors import TrainingDiverged, UserError
-from study.core.precision import autocast
+from study.core.precision import set_model_precision
 from study.core.progress import Progress
 
 
@@ -60,7 +60,7 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
     """Train `model` in place on (x, y) with `recipe`; returns the model and wall seconds. With `desc`,
     progress is shown per step (study.core.progress); `precision` bf16 runs the forwards under autocast."""
     recipe.validate()
-    model.to(device).train()
+    set_model_precision(model, precision).to(device).train()
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.peak_lr, momentum=recipe.momentum,
                                 nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
@@ -75,8 +75,7 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
         for step in range(steps_per_epoch):
             idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
             inputs = augment_batch(x[idx], augmentation, generator).to(device)
-            with autocast(device, precision):
-                loss = F.cross_entropy(model(inputs), y[idx].to(device), label_smoothing=recipe.label_smoothing)
+            loss = F.cross_entropy(model(inputs), y[idx].to(device), label_smoothing=recipe.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -25,6 +25,7 @@ from study.core.cache import ArtifactCache, array_digest, source_digest
 from study.core.data import ImageDataset
 from study.core.errors import UserError
 from study.core.models import Defender, build_model, load_model_files, save_model_files
+from study.core.precision import set_model_precision
 from study.core.progress import Log
 from study.core.train import train_model
 from study.experiment.config import ExperimentConfig
@@ -95,7 +96,8 @@ def trained_model(cache: ArtifactCache, config: ExperimentConfig, data: ImageDat
     folder, built = cache.get_or_build(key, builder)
     if log and not built:
         log(f"{role}: reusing cached model {folder}")
-    model = load_model_files(folder, config.model, in_channels, data.num_classes).to(device)
+    model = set_model_precision(load_model_files(folder, config.model, in_channels, data.num_classes),
+                                config.precision).to(device)
     try:
         meta = json.loads((folder / "meta.json").read_text())
         seconds, threads = float(meta["train_seconds"]), meta.get("threads")

@@ -18,7 +18,7 @@ from study.core.cache import ArtifactCache, array_digest, key_digest, source_dig
 from study.core.data import ImageDataset, load_dataset
 from study.core.errors import UserError
 from study.core.models import Defender, build_model
-from study.core.precision import autocast, resolve_precision
+from study.core.precision import resolve_precision
 from study.core.progress import Log
 from study.core.pruning import apply_masks, copy_model, masks_of, omp_prune
 from study.core.splits import ForgetSpec, Splits, make_splits, parse_forget_spec, pool_split
@@ -89,15 +89,14 @@ class Prepared:
             return self.retrain_metrics
         if view not in self._reference_by_view:
             metrics = cached_evaluation(self.cache, self.retrain_key, self.retrain, self.data, self.splits,
-                                        self.config.seed, self.device, view, self.config.precision)
+                                        self.config.seed, self.device, view)
             self._reference_by_view[view] = {**metrics, **retrain_gaps(metrics, metrics)}
         return self._reference_by_view[view]
 
     def evaluate(self, model: torch.nn.Module, view: str = "test") -> dict[str, float]:
         """UA, RA, TA, MIA-Efficacy of `model` in a view, plus Avg. Disparity, ToW, ToW-MIA and the
         per-metric gaps when Retrain's metrics are known."""
-        with autocast(self.device, self.config.precision):
-            metrics = evaluate_model(model, self.data, self.splits, self.config.seed, self.device, view)
+        metrics = evaluate_model(model, self.data, self.splits, self.config.seed, self.device, view)
         reference = self.reference_metrics(view)
         if reference is not None:
             metrics.update(retrain_gaps(metrics, reference))
@@ -114,8 +113,7 @@ def _metric_code_digest() -> str:
 
 
 def cached_evaluation(cache: ArtifactCache, model_key: dict, model: torch.nn.Module, data: ImageDataset,
-                      splits: Splits, seed: int, device: str = "cpu", view: str = "test",
-                      precision: str = "fp32") -> dict[str, float]:
+                      splits: Splits, seed: int, device: str = "cpu", view: str = "test") -> dict[str, float]:
     """`evaluate_model` of a cached model, computed once per split and kept beside it in the cache.
 
     Every trial of a study needs the original's and Retrain's metrics; on the Fashion-MNIST proxy
@@ -129,8 +127,7 @@ def cached_evaluation(cache: ArtifactCache, model_key: dict, model: torch.nn.Mod
                    held_out={name: array_digest(getattr(splits, name)) for name in ("select", "select_forget")})
 
     def builder(folder: Path) -> None:
-        with autocast(device, precision):  # the model key names the precision it was trained in
-            metrics = evaluate_model(model, data, splits, seed, device, view)
+        metrics = evaluate_model(model, data, splits, seed, device, view)  # at the model's own precision
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
 
     folder, _ = cache.get_or_build(key, builder)
@@ -197,15 +194,13 @@ def prepare(config: ExperimentConfig, cache: ArtifactCache, device: str = "cpu",
         gold = trained_model(cache, config, data, "retrain", splits.retain, config.seed, device, log,
                              init=fresh_retrain_init, sparsity=config.sparsity)
         retrain, retrain_seconds, retrain_threads, retrain_digest = gold.model, gold.seconds, gold.threads, gold.digest
-        retrain_metrics = cached_evaluation(cache, gold.key, retrain, data, splits, config.seed, device,
-                                            precision=config.precision)
+        retrain_metrics = cached_evaluation(cache, gold.key, retrain, data, splits, config.seed, device)
         retrain_metrics.update(retrain_gaps(retrain_metrics, retrain_metrics))
 
     prepared = Prepared(config, data, spec, splits, original, original_seconds, {}, retrain, retrain_seconds,
                         retrain_metrics, device, cache, original_key, retrain_threads,
                         gold.key if need_retrain else None, original_digest, retrain_digest)
-    prepared.original_metrics = cached_evaluation(cache, original_key, original, data, splits, config.seed, device,
-                                                  precision=config.precision)
+    prepared.original_metrics = cached_evaluation(cache, original_key, original, data, splits, config.seed, device)
     if retrain_metrics is not None:
         prepared.original_metrics.update(retrain_gaps(prepared.original_metrics, retrain_metrics))
     return prepared

@@ -28,6 +28,7 @@ Class hooks for what lies outside one run:
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from torch import nn
 
 from study.core.data import augment_batch
 from study.core.errors import UserError
-from study.core.precision import autocast
+from study.core.precision import model_precision
 from study.experiment.unlearn_data import UnlearnData
 
 EpochCallback = Callable[[int, nn.Module, dict], None]
@@ -196,22 +197,23 @@ class UnlearningMethod:
     def start(self, model: nn.Module, data: UnlearnData) -> None:
         """`setup`, timed: `setup_seconds` is the unlearning work it did (shared artifacts excluded)."""
         began = time.perf_counter()
-        with self.precision_scope(data):
+        with self.precision_scope(model):
             self.setup(model, data)
         self.setup_seconds = time.perf_counter() - began - self.artifact_seconds
 
     def epoch(self, epoch: int) -> dict[str, float]:
         """One epoch, timed: `run_epoch`'s logs plus `seconds`."""
         began = time.perf_counter()
-        with self.precision_scope(self.data):
+        with self.precision_scope(self.model):
             logs = self.run_epoch(epoch)
         logs["seconds"] = time.perf_counter() - began
         return logs
 
-    def precision_scope(self, data: UnlearnData):
-        """bf16 autocast around setup and epochs when the experiment runs bf16; a one-shot method (FF,
-        IU, SSD: Fisher and influence statistics, solves) stays fp32, it is cheap beside training."""
-        return autocast(data.device, "fp32" if self.one_shot else data.precision)
+    def precision_scope(self, model: nn.Module):
+        """A one-shot method (FF, IU, SSD: Fisher and influence statistics, solves) runs its model in
+        fp32 whatever the experiment's precision (it is cheap beside training); the others run it at
+        the precision the model carries (`Defender.autocast_dtype`, set when it was loaded)."""
+        return model_precision(model, "fp32") if self.one_shot else contextlib.nullcontext()
 
     def unlearn(self, model: nn.Module, data: UnlearnData,
                 callbacks: Iterable[EpochCallback] = ()) -> nn.Module:

@@ -45,7 +45,6 @@ from torch import nn
 
 from study.core.errors import UserError
 from study.core.models import CifarResNet18, SmallCNN
-from study.core.precision import full_precision
 from study.core.pruning import copy_model
 from study.core.train import check_finite
 from study.methods.base import BatchStream, Hyperparam, UnlearningMethod, sgd
@@ -180,9 +179,7 @@ class Scissorhands(UnlearningMethod):
     def _project_(self, memories: torch.Tensor) -> bool:
         """Replace the late layers' gradient by its projection when it conflicts with a memory."""
         gradient = self._late_gradient(self.model)
-        with full_precision(self.data.device):  # inner products of long gradients: fp32 under bf16 too
-            conflicts = bool((memories @ gradient < 0).any())
-        if not conflicts:
+        if not (memories @ gradient < 0).any():
             return False
         projected = gem_project(gradient, memories)
         parameters = dict(self.model.named_parameters())

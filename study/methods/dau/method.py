@@ -60,7 +60,6 @@ import torch
 from torch import nn
 
 from study.core.errors import UserError
-from study.core.precision import full_precision
 from study.core.progress import Progress
 from study.core.train import check_finite
 from study.methods.base import (
@@ -345,8 +344,7 @@ class DAU(UnlearningMethod):
                 self.projector.train()
                 projected = self.projector(torch.cat([f_forget, f_val]))
                 f_forget, f_val = projected[:n], projected[n:]
-            with full_precision(self.data.device):  # a sum of squared correlations near 1: fp32
-                bt = barlow_twins_loss(f_forget.float(), f_val.float(), self.bt_lambda_offdiag)
+            bt = barlow_twins_loss(f_forget, f_val, self.bt_lambda_offdiag)
             loss, logs["bt_loss"] = loss + self.gamma * bt, bt.item()
         return loss, logs
 

@@ -21,7 +21,6 @@ import torch
 
 from study.core.cache import key_digest, source_digest
 from study.core.errors import UserError
-from study.core.precision import autocast
 from study.experiment.unlearn_data import SharedContext
 from study.methods.dau.attacker import AttackerSettings, PretrainedAttacker, pretrain_attacker
 
@@ -72,7 +71,6 @@ class AttackerStore:
         self.members, self.non_members = shared.members, shared.non_members
         self.num_classes, self.pixel_std, self.device = shared.num_classes, shared.pixel_std, shared.device
         self.original = key_digest(shared.original_key)
-        self.precision = shared.precision
 
     def key(self, settings: AttackerSettings) -> dict:
         return {"role": "attacker", "original": self.original, "code": _attacker_code_digest(), **settings.key()}
@@ -101,9 +99,8 @@ class AttackerStore:
         self.log(f"pre-training the attacker: {missing[-1]} iterations (snapshots at "
                  f"{', '.join(map(str, missing))}), batch {settings.batch_size}, {settings.noise_copies} noise copies, "
                  f"{'softmax' if settings.use_softmax else 'logit'} inputs ...")
-        with autocast(self.device, self.precision):  # as when a run pre-trains it inside its own set-up
-            snapshots = pretrain_attacker(self.defender, self.members, self.non_members, self.num_classes, settings,
-                                          missing, self.pixel_std, self.device, desc="pre-training the attacker")
+        snapshots = pretrain_attacker(self.defender, self.members, self.non_members, self.num_classes, settings,
+                                      missing, self.pixel_std, self.device, desc="pre-training the attacker")
         for n in missing:
             snapshot = snapshots[n]
 
