@@ -24,6 +24,7 @@ from study.core.splits import parse_forget_spec
 from study.core.versions import package_versions
 from study.engine.runner import run_method
 from study.evaluation.names import time_ratio
+from study.evaluation.noise import within_sampling_noise
 from study.experiment.config import resolve_experiment
 from study.experiment.prepare import prepare
 from study.methods import METHODS, build_method
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\nscored on the test set (TA; MIA-Efficacy's non-members), the forget set (UA) and the retain set (RA); "
           "a study's trials are scored on the selection set instead, so their TA differs")
     print(format_table(rows, prepared.retrain_seconds))
+    if prepared.retrain_metrics is not None:
+        print_noise_note(prepared)
     for name, seconds in result.artifact_seconds.items():
         print(artifact_time_line(name, seconds, result.run_seconds, prepared.retrain_seconds))
     print()
@@ -147,6 +150,16 @@ def main(argv: list[str] | None = None) -> int:
         folder = write_run_folder(Path(args.out), result.model, prepared.splits, config, metrics, args.overwrite)
         print(f"\nwrote {folder}/ (metrics.json, model.pt, config.json, splits.npz)")
     return 0
+
+
+def print_noise_note(prepared) -> None:
+    """Say so when the untouched original is already as close to Retrain as the set sizes can tell."""
+    splits = prepared.splits
+    sizes = {"forget": len(splits.forget), "retain": len(splits.retain), "test": len(splits.test)}
+    if within_sampling_noise(prepared.original_metrics, prepared.retrain_metrics, sizes):
+        print(f"note: the original is already within sampling noise of Retrain on every metric (forget set of "
+              f"{sizes['forget']}, test set of {sizes['test']}): this split leaves little to unlearn, and Avg. "
+              "Disparity differences of about a point here are noise")
 
 
 def resolved_params(method, experiment) -> dict:

@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from study.evaluation.metrics import (
@@ -87,3 +88,15 @@ def test_unlearning_metrics_by_hand():
     metrics = unlearning_metrics(logits, labels)
     assert metrics["UA"] == 50.0 and metrics["RA"] == 100.0 and metrics["TA"] == 100.0
     assert 0.0 <= metrics["MIA-Efficacy"] <= 100.0
+
+
+def test_sampling_noise_by_hand():
+    from study.evaluation.noise import sampling_error, within_sampling_noise
+
+    assert sampling_error(50.0, 100) == pytest.approx(5.0)  # sqrt(0.25 / 100) = 0.05
+    assert sampling_error(0.0, 108) == pytest.approx(100 / 108)  # never below one sample
+    sizes = {"forget": 108, "retain": 969, "test": 360}
+    retrain = {"UA": 2.78, "MIA-Efficacy": 9.26, "RA": 95.77, "TA": 94.44}
+    close = {"UA": 0.0, "MIA-Efficacy": 4.0, "RA": 96.5, "TA": 95.0}  # digits: 2 SE of UA is 3.2 points
+    assert within_sampling_noise(close, retrain, sizes)
+    assert not within_sampling_noise({**close, "UA": 9.0}, retrain, sizes)
