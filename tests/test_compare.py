@@ -52,7 +52,7 @@ def test_no_study_saw_an_evaluation_seed(compared):
     record = json.loads((root / "out" / "compare.json").read_text())
     seen = set()
     for study in record["levels"]["dense"]["studies"].values():
-        for params in __import__("pathlib").Path(study["dir"]).glob("trial_*/params.json"):
+        for params in (root / "out" / study["dir"]).glob("trial_*/params.json"):  # stored relative to --out
             experiment = json.loads(params.read_text())["experiment"]
             seen.add(experiment["seed"])
     assert seen == {0}
