@@ -24,5 +24,7 @@ def test_one_line_with_counts_and_the_best_trial_so_far():
                            "(trial b, lr 0.00024, alpha 0.41); 0m")
     assert len(line) < 120 and "\n" not in line
     assert not reporter.should_report(trials)  # nothing changed, well inside every_s
+    trials.append(trial("e", "RUNNING", lr=0.2, alpha=0.3))
+    assert not reporter.should_report(trials)  # a trial starting is not news
     trials[2].status = "TERMINATED"
     assert reporter.should_report(trials) and reporter.should_report(trials, done=True)
