@@ -83,8 +83,8 @@ def pytest_sessionfinish(session, exitstatus):
             ray.shutdown()
     except ImportError:
         pass
-    left = {pid: line for pid, line in survivors(SUITE_TAG, grace_s=30.0).items()
-            if "resource_tracker" not in line}  # multiprocessing's helper of this process: it ends with it
+    # multiprocessing's resource tracker is this process's own helper: it ends when pytest does
+    left = survivors(SUITE_TAG, grace_s=30.0, ignore="resource_tracker")
     if not left:
         return
     for pid in left:

@@ -35,11 +35,15 @@ def tagged_processes(tag: str) -> dict[int, str]:
     return found
 
 
-def survivors(tag: str, grace_s: float = 20.0) -> dict[int, str]:
-    """The tagged processes still running after `grace_s` seconds (Ray's exit is not instant)."""
+def survivors(tag: str, grace_s: float = 20.0, ignore: str | None = None) -> dict[int, str]:
+    """The tagged processes still running after `grace_s` seconds (Ray's exit is not instant), less
+    those whose command line contains `ignore`."""
+    def left_now() -> dict[int, str]:
+        return {pid: line for pid, line in tagged_processes(tag).items() if not (ignore and ignore in line)}
+
     deadline = time.time() + grace_s
-    left = tagged_processes(tag)
+    left = left_now()
     while left and time.time() < deadline:
         time.sleep(0.5)
-        left = tagged_processes(tag)
+        left = left_now()
     return left
