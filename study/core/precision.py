@@ -3,9 +3,9 @@
 `--precision bf16` runs the defender's forward (`Defender.forward`: training, unlearning and evaluation
 alike) under `torch.autocast(dtype=bfloat16)` and hands back fp32 logits: convolutions and matrix
 products take bf16 inputs; weights, gradients, optimiser state, losses and backward passes stay fp32.
-On a CPU with AVX-512 BF16 or AMX that runs a training step about twice as fast
-(`python bench/precision.py`); on a CPU without them bf16 is emulated and slower than fp32,
-so it is refused there, with one line saying why, and the run goes on in fp32. `auto` picks bf16
+On an AMD EPYC with AVX-512 BF16 (no AMX) the proxy's training and FT ran 1.4-1.5x faster and DAU
+not at all (`python bench/precision.py`, docs/precision-fmnist); on a CPU without native bf16 it is
+emulated and slower than fp32, so it is refused there, with one line saying why, and the run goes on in fp32. `auto` picks bf16
 only where `AUTO_PICKS_BF16` says its metrics were measured to stay within fp32's own seed-to-seed
 spread (docs/RESULTS.md, "Does bf16 change the science?").
 
@@ -24,7 +24,7 @@ import torch
 from study.core.errors import UserError
 
 PRECISIONS = ("fp32", "bf16", "auto")
-AUTO_PICKS_BF16 = False  # set by bench/precision.py's verdict: bf16's metric shifts within fp32's seed spread
+AUTO_PICKS_BF16 = False  # bench/precision.py, 2026-12-05: three rows off fp32's seed spread on one metric each
 NATIVE_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
