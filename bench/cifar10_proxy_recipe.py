@@ -17,7 +17,7 @@ each candidate. Time it alone on the machine: a second job on 2 cores slows both
 from __future__ import annotations
 
 import argparse
-import os
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -27,9 +27,11 @@ from analysis.formatting import markdown_table
 from study.cli_common import set_threads
 from study.core.cache import DEFAULT_CACHE_DIR, ArtifactCache
 from study.core.errors import UserError, cli_entry
+from study.core.staging import write_file_atomically
 from study.core.versions import cpu_name
 from study.experiment.config import resolve_experiment
 from study.experiment.prepare import prepare
+from study.records.paths import portable_command
 
 # name -> overrides on the cifar10-proxy preset (which is narrow-10k-none-20: it meets both floors with the
 # highest test accuracy of those that do, and a forget set twice the 5k subset's)
@@ -91,7 +93,7 @@ def write_table(rows: pd.DataFrame, out: Path, command: str) -> None:
              "(train_acc) and the random 10% forget set (UA = 100 - accuracy there). Retrain trains on the retain "
              "set with the same recipe.", "",
              markdown_table(shown[columns], digits=2), ""]
-    (out / "table.md").write_text("\n".join(lines))
+    write_file_atomically(out / "table.md", "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,8 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     runs_path = out / "runs.csv"
     rows = pd.read_csv(runs_path) if runs_path.exists() else pd.DataFrame()
-    command = "python bench/cifar10_proxy_recipe.py --data-root " + os.path.relpath(args.data_root) + \
-        f" --out {args.out}" + (f" --seed {args.seed}" if args.seed else "")
+    command = portable_command("python bench/cifar10_proxy_recipe.py", sys.argv[1:] if argv is None else argv)
     cache = ArtifactCache(args.cache_dir)
     for name in args.candidates:
         if len(rows) and ((rows["candidate"] == name) & (rows["seed"] == args.seed)).any():
@@ -124,8 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         row = measure(name, CANDIDATES[name], args.data_root, args.seed, cache)
         print(f"{name}: {verdict(pd.Series(row))}: {row}", flush=True)
         rows = pd.concat([rows, pd.DataFrame([row])], ignore_index=True)
-        rows.to_csv(runs_path.with_suffix(".partial"), index=False)
-        os.replace(runs_path.with_suffix(".partial"), runs_path)
+        write_file_atomically(runs_path, rows.to_csv(index=False))
         write_table(rows, out, command)
     if len(rows):
         write_table(rows, out, command)  # also when every candidate was kept: the table follows runs.csv

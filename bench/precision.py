@@ -21,7 +21,6 @@ is timed here, and run it alone on the machine. Refused on a device without nati
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -152,8 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             for row in measure_seed(args, seed, precision, params, done, lambda m: print(m, flush=True)):
                 runs = pd.concat([runs, pd.DataFrame([row])], ignore_index=True)
-                runs.to_csv(runs_path.with_suffix(".partial"), index=False)
-                os.replace(runs_path.with_suffix(".partial"), runs_path)
+                write_file_atomically(runs_path, runs.to_csv(index=False))
                 write_file_atomically(out / "table.md", render(runs, command, False, machine))
     text = render(runs, command, True, machine)
     write_file_atomically(out / "table.md", text)

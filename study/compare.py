@@ -35,12 +35,7 @@ from study.engine.comparison import RELEARN_STEPS, ComparisonRequest, run_compar
 from study.evaluation.names import MIA_SUBSETS, OBJECTIVE_CHOICES, PARETO_OBJECTIVES
 from study.experiment.config import resolve_experiment
 from study.methods import METHODS, tunable_methods
-from study.records.comparison import (
-    check_same_comparison,
-    level_name,
-    level_runs,
-    transferred_configs,
-)
+from study.records.comparison import check_same_comparison, level_name, level_runs, transferred_configs
 from study.records.pareto import PICK_RULES
 from study.records.paths import portable_command
 from study.records.run_log import RunLog

@@ -18,7 +18,6 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -43,8 +42,9 @@ class ImageFolderArrays:
 
 
 def is_image_folder_source(path: Path) -> bool:
-    """A zip file, or a folder holding `train/` and `test/`."""
-    return (path.is_file() and zipfile.is_zipfile(path)) or ((path / "train").is_dir() and (path / "test").is_dir())
+    """A file (read as a zip: one that is not ends in a clear error there), or a folder holding
+    `train/` and `test/`."""
+    return path.is_file() or ((path / "train").is_dir() and (path / "test").is_dir())
 
 
 class _Source:
@@ -165,8 +165,7 @@ def _decode_split(source: _Source, by_class: dict[str, list[str]], classes: tupl
 
 
 def load_image_folder(path: str | os.PathLike, num_classes: int, cache_root: str | os.PathLike,
-                      size: tuple[int, int] = (32, 32), mode: str = "RGB",
-                      log: Callable[[str], None] | None = None) -> ImageFolderArrays:
+                      size: tuple[int, int] = (32, 32), mode: str = "RGB") -> ImageFolderArrays:
     """The decoded arrays of an image folder or zip at `path`, from the cache when it has them.
 
     Every image must be `size` (width, height) in Pillow `mode`; a class under train/ must also be
@@ -190,9 +189,7 @@ def load_image_folder(path: str | os.PathLike, num_classes: int, cache_root: str
         train, test = _class_files(source, "train"), _class_files(source, "test")
         classes = _check_classes(source, train, test, num_classes)
         total = sum(len(files) for files in (*train.values(), *test.values()))
-        if log is not None:
-            log(f"decoding {total} images of {path} once (kept in {cached.parent})")
-        with Progress(total, f"decoding {path.name}", "img") as progress:
+        with Progress(total, f"decoding {path.name} once (kept in {cached.parent})", "img") as progress:
             train_images, train_labels = _decode_split(source, train, classes, size, mode, progress)
             test_images, test_labels = _decode_split(source, test, classes, size, mode, progress)
     finally:

@@ -5,9 +5,9 @@ alike) under `torch.autocast(dtype=bfloat16)` and hands back fp32 logits: convol
 products take bf16 inputs; weights, gradients, optimiser state, losses and backward passes stay fp32.
 On an AMD EPYC with AVX-512 BF16 (no AMX) the proxy's training and FT ran 1.4-1.5x faster and DAU
 not at all (`python bench/precision.py`, docs/precision-fmnist); on a CPU without native bf16 it is
-emulated and slower than fp32, so it is refused there, with one line saying why, and the run goes on in fp32. `auto` picks bf16
-only where `AUTO_PICKS_BF16` says its metrics were measured to stay within fp32's own seed-to-seed
-spread (docs/RESULTS.md, "Does bf16 change the science?").
+emulated and slower than fp32, so it is refused there, with one line saying why, and the run goes
+on in fp32. `auto` picks bf16 only where `AUTO_PICKS_BF16` says its metrics were measured to stay
+within fp32's own seed-to-seed spread (docs/RESULTS.md, "Does bf16 change the science?").
 
 The resolved precision (never `auto`) is what records and cache keys carry: a model trained in bf16
 is a different artifact from one trained in fp32.
@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
 
 from study.core.errors import UserError
+from study.core.versions import cpuinfo_field
 
 PRECISIONS = ("fp32", "bf16", "auto")
 AUTO_PICKS_BF16 = False  # bench/precision.py, 2026-12-05: three rows off fp32's seed spread on one metric each
@@ -30,13 +30,7 @@ NATIVE_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 @functools.cache
 def cpu_flags() -> frozenset[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
+    return frozenset((cpuinfo_field("flags") or "").split())
 
 
 def bf16_support(device: str) -> tuple[bool, str]:
@@ -87,5 +81,5 @@ def model_precision(model: torch.nn.Module, precision: str) -> Iterator[None]:
 
 
 def full_precision(device: str) -> contextlib.AbstractContextManager:
-    """fp32 inside a bf16 region, for sums of many small products (Barlow Twins' correlations, projections)."""
+    """fp32 inside a bf16 region (DAU's sensitivity forwards, whose 1e-3 input noise bf16 would round away)."""
     return torch.autocast(device_type="cuda" if str(device).startswith("cuda") else "cpu", enabled=False)

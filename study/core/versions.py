@@ -17,13 +17,19 @@ def package_versions() -> dict[str, str]:
     return found
 
 
-def cpu_name() -> str:
-    """The processor's model name (`/proc/cpuinfo`), e.g. "AMD EPYC" or an Intel Xeon's; its
-    architecture where that file is not there. Timings mean little without it."""
+def cpuinfo_field(name: str) -> str | None:
+    """The first `name : value` of `/proc/cpuinfo` (e.g. "model name", "flags"); None where there is none."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            if key.strip().lower() == name:
+                return value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_name() -> str:
+    """The processor's model name, e.g. "AMD EPYC" or an Intel Xeon's; its architecture where
+    `/proc/cpuinfo` does not say. Timings mean little without it."""
+    return cpuinfo_field("model name") or platform.processor() or platform.machine()

@@ -3,8 +3,8 @@
 UA and MIA-Efficacy count forget samples, RA retain samples, TA test samples: a gap of one sample
 is 100/n points. On scikit-learn's digits the forget set holds 108 images, so the untouched
 original can sit within a point or two of Retrain on every metric, and a method's Avg. Disparity
-then ranks noise (the README's first DAU run ended at 1.20 against the original's 1.06). A run
-says so when every gap of the original is within `Z` binomial standard errors of Retrain's value.
+then ranks noise. A run says so when every gap of the original is within `Z` binomial standard
+errors of Retrain's value.
 """
 from __future__ import annotations
 

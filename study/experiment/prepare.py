@@ -54,16 +54,14 @@ class Prepared:
         """What a method needs to keep artifacts shared by every run on this original in the cache."""
         d, s = self.data, self.splits
         return SharedContext(self.cache, self.original_key, self.original, (d.train_x[s.train], d.train_y[s.train]),
-                             (d.train_x[s.val], d.train_y[s.val]), d.num_classes, d.pixel_std, self.device, log,
-                             self.config.precision)
+                             (d.train_x[s.val], d.train_y[s.val]), d.num_classes, d.pixel_std, self.device, log)
 
     def unlearn_data(self, log: Log = print) -> UnlearnData:
         d, s = self.data, self.splits
         return UnlearnData(d.train_x[s.retain], d.train_y[s.retain], d.train_x[s.forget], d.train_y[s.forget],
                            d.train_x[s.val], d.train_y[s.val], d.num_classes, d.augmentation,
                            self.config.seed, self.device, self.spec.is_classwise, d.pixel_std,
-                           self.shared_context(log), dataset=self.config.dataset, sparsity=self.config.sparsity,
-                           precision=self.config.precision)
+                           self.shared_context(log), dataset=self.config.dataset, sparsity=self.config.sparsity)
 
     def reference_digests(self) -> dict[str, str]:
         """The weights digests of the original and Retrain a row is measured against, for its record."""

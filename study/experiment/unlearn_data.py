@@ -25,7 +25,6 @@ class SharedContext:
     pixel_std: tuple[float, ...]
     device: str
     log: Callable[[str], None] = print
-    precision: str = "fp32"  # the experiment's resolved precision (study.core.precision)
 
 
 @dataclass
@@ -47,4 +46,3 @@ class UnlearnData:
     shared: SharedContext | None = None  # None: no cache, a method builds what it shares for itself
     dataset: str = ""  # the experiment's dataset and sparsity, for methods whose defaults depend on the
     sparsity: float = 0.0  # setting (DAU follows the reference command of each)
-    precision: str = "fp32"  # fp32 or bf16 (study.core.precision): the forwards of the unlearning epochs

@@ -48,9 +48,6 @@ def portable_command(prefix: str, argv: list[str], cwd: str | os.PathLike | None
         if arg.startswith("--") and "=" in arg:
             flag, value = arg.split("=", 1)
             return f"{flag}={token(value)}"
-        if os.path.isabs(arg):
-            relative = relative_if_inside(arg, cwd)
-            return relative if relative != arg else arg
-        return arg
+        return relative_if_inside(arg, cwd) if os.path.isabs(arg) else arg
 
     return " ".join([prefix, *(shlex.quote(token(arg)) for arg in argv)])
