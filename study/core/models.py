@@ -21,8 +21,7 @@ class Defender(nn.Module):
 
     `autocast_dtype` (None: fp32; set by `study.core.precision.set_model_precision`) runs `forward`
     under autocast and returns fp32 logits: mixed precision covers the model's own forward and
-    nothing else, so losses, backward passes and optimiser steps stay outside it, as PyTorch asks
-    (an unlearning epoch run whole under bf16 autocast broke the proxy's FT within two epochs).
+    nothing else, so losses, backward passes and optimiser steps stay outside it, as PyTorch asks.
     A plain attribute, so `copy.deepcopy` (every model copy here) keeps it.
     """
 
