@@ -27,6 +27,7 @@ FAST_METHOD_PARAMS = {
     "ff": {"num_samples": 64, "alpha": 1e-6}, "iu": {"num_samples": 64}, "ssd": {"alpha": 2.0},
     "scissorhands": {"epochs": 1},
     "lotus": {"epochs": 1, "lr": 1e-3}, "sfr-on": {"iters": 10},
+    "regun": {"epochs": 1}, "amun": {"epochs": 1, "attack_steps": 5, "max_rounds": 2},
     "dau": {"attacker_pretrain_iters": 5, "epochs": 1, "noise_copies": 2},
 }
 

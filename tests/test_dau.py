@@ -216,7 +216,8 @@ def test_one_iteration_runs_the_defender_once_per_sample(digits_random, monkeypa
 
 
 def test_after_the_switch_only_the_retain_batch_goes_through_the_defender(digits_classwise):
-    method = build_method("dau", {**FAST_DAU, "stop_iter": 1})
+    """With `bn_after_switch` off (the SPEC.md reading) nothing but the retain batch is forwarded."""
+    method = build_method("dau", {**FAST_DAU, "stop_iter": 1, "bn_after_switch": False})
     method.setup(digits_classwise.fresh_original(), digits_classwise.unlearn_data())
     data = digits_classwise.unlearn_data()
     method.iteration(data.retain_x[:32], data.retain_y[:32])
@@ -357,8 +358,10 @@ def test_attacker_steps_update_the_attacker_that_many_times_per_defender_step(di
 
 def test_bn_after_switch_forwards_forget_and_validation_without_gradients_before_the_retain_batch(digits_classwise):
     """The reference keeps forwarding the forget and validation batches after the class-wise switch;
-    with `bn_after_switch` the batch-norm statistics see them (clean, then each noisy copy) before the
-    retain batch, and only the retain batch carries gradient."""
+    with `bn_after_switch` (the default) the batch-norm statistics see them as the reference's loop
+    does, clean batch then its m noisy copies in one forward, before the retain batch, and only the
+    retain batch carries gradient."""
+    assert build_method("dau").params["bn_after_switch"] is True
     b, m = 16, 2
     data = digits_classwise.unlearn_data()
     runs = {}
@@ -380,7 +383,7 @@ def test_bn_after_switch_forwards_forget_and_validation_without_gradients_before
     sizes, grads, _, logs = runs[False]
     assert sizes == [b] and grads == [True] and "attacker_loss" not in logs
     sizes, grads, _, logs = runs[True]
-    assert sizes == [b] * (2 * (1 + m) + 1) and grads == [False] * (2 * (1 + m)) + [True]
+    assert sizes == [b, m * b, b, m * b, b] and grads == [False] * 4 + [True]
     assert "attacker_loss" not in logs  # the attacker stays still: beta is 0 after the switch
     assert not torch.allclose(runs[True][2], runs[False][2])  # the statistics moved differently
 

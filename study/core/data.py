@@ -86,6 +86,11 @@ class ImageDataset:
         """Per-channel std the [0, 1] images were divided by (to scale noise given on that range)."""
         return tuple(_NORMALISATION[self.name][1])
 
+    @property
+    def pixel_mean(self) -> tuple[float, ...]:
+        """Per-channel mean subtracted from the [0, 1] images (with `pixel_std`: where 0 and 1 lie now)."""
+        return tuple(_NORMALISATION[self.name][0])
+
 
 def load_dataset(name: str, data_root: str | os.PathLike | None = None, download: bool = False,
                  cache_root: str | os.PathLike | None = None) -> ImageDataset:

@@ -124,7 +124,8 @@ def audit_rows(config: ExperimentConfig, cache_dir: str, methods: list[tuple[str
             unlearn_data = UnlearnData(data.train_x[splits.retain], data.train_y[splits.retain], forget_x, forget_y,
                                        data.train_x[splits.val], data.train_y[splits.val], data.num_classes,
                                        data.augmentation, seed, classwise=spec.is_classwise,
-                                       dataset=config.dataset)
+                                       pixel_std=data.pixel_std, dataset=config.dataset,
+                                       sparsity=config.sparsity, pixel_mean=data.pixel_mean)
             began = time.perf_counter()
             unlearned.append(method.unlearn(copy_model(original), unlearn_data))
             log(f"  {label}: unlearned model {i + 1}/{k} ({time.perf_counter() - began:.1f} s)")

@@ -61,7 +61,8 @@ class Prepared:
         return UnlearnData(d.train_x[s.retain], d.train_y[s.retain], d.train_x[s.forget], d.train_y[s.forget],
                            d.train_x[s.val], d.train_y[s.val], d.num_classes, d.augmentation,
                            self.config.seed, self.device, self.spec.is_classwise, d.pixel_std,
-                           self.shared_context(log), dataset=self.config.dataset, sparsity=self.config.sparsity)
+                           self.shared_context(log), dataset=self.config.dataset, sparsity=self.config.sparsity,
+                           pixel_mean=d.pixel_mean)
 
     def reference_digests(self) -> dict[str, str]:
         """The weights digests of the original and Retrain a row is measured against, for its record."""

@@ -46,3 +46,10 @@ class UnlearnData:
     shared: SharedContext | None = None  # None: no cache, a method builds what it shares for itself
     dataset: str = ""  # the experiment's dataset and sparsity, for methods whose defaults depend on the
     sparsity: float = 0.0  # setting (DAU follows the reference command of each)
+    pixel_mean: tuple[float, ...] = (0.0,)  # per-channel mean of the normalisation (AMUN clamps to [0, 1])
+
+    def pixel_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The normalised values of pixel 0 and pixel 1 per channel, shaped (1, C, 1, 1), on the device."""
+        mean = torch.tensor(self.pixel_mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(self.pixel_std, dtype=torch.float32).view(1, -1, 1, 1)
+        return ((0 - mean) / std).to(self.device), ((1 - mean) / std).to(self.device)

@@ -1,7 +1,7 @@
 """The methods, by name: every `UnlearningMethod` subclass registers itself when defined.
 
-Importing this package defines the project's own methods (the baselines, DAU, LoTUS, SFR-on, SSD, Scissorhands); a method
-defined elsewhere (a plug-in, a test's toy method) joins the same registry when its module is
+Importing this package defines the project's own methods (the baselines, DAU, LoTUS, SFR-on, SSD,
+Scissorhands, then ReGUn and AMUN: the order the tables follow); a method defined elsewhere (a plug-in, a test's toy method) joins the same registry when its module is
 imported, and `method_class(name, module)` imports that module first (how a Ray worker finds it).
 """
 from __future__ import annotations
@@ -10,6 +10,7 @@ import importlib
 
 from study.core.errors import UserError
 from study.methods import baselines, dau, lotus, scissorhands, sfron, ssd  # noqa: F401  (defining them registers them)
+from study.methods import regun, amun  # noqa: F401, I001  (after the others: the tables' order)
 from study.methods.base import REGISTRY, Hyperparam, UnlearningMethod
 
 METHODS = REGISTRY  # name -> class, in definition order (the tables' order)

@@ -2,9 +2,11 @@
 
 The student (the model being unlearned) learns from the frozen original (the teacher) on the
 forget set and a random part of the retain set, mixed in one shuffled stream. On a retain sample
-its target is the teacher's hard prediction (one-hot of its argmax); on a forget sample it is the
-teacher's Gumbel-softmax at temperature tau, so the forget samples' over-confident memorised
-posteriors are smoothed towards uncertainty. The loss is the cross-entropy to those targets,
+its target is a one-hot class drawn from the teacher's output (a hard Gumbel-softmax sample at
+temperature 1, as the authors' code draws it; `retain_targets: argmax` takes the teacher's top
+class instead, the project's earlier reading); on a forget sample it is the teacher's
+Gumbel-softmax at temperature tau, so the forget samples' over-confident memorised posteriors are
+smoothed towards uncertainty. The loss is the cross-entropy to those targets,
 -sum_k t_k log s_k, averaged over the batch.
 
 The temperature follows how much the student still knows of the forget set, set at the start of
@@ -14,8 +16,9 @@ set, acc_val the teacher's on the validation set (random forgetting) or 0 (class
 acc_forget falls below acc_val by 0.01 or more, unlearning stops: the remaining epochs do nothing.
 
 As the authors' code runs it: AdamW at lr 1e-4, weight decay 5e-4, batch 128, a retain subset of
-30% drawn once, Gumbel-softmax targets, and for ResNet-18 on CIFAR-10 10 epochs with alpha 8 (their
-CIFAR-100 runs take alpha 2): those are the defaults here. The Gumbel noise is drawn from the
+30% drawn once, Gumbel-softmax targets, and for ResNet-18 on CIFAR-10 10 epochs with alpha 8 for
+random forgetting and 32 for class-wise forgetting (their CIFAR-100 runs take alpha 2): those are
+the defaults here (`alpha` unset resolves by the forget scheme). The Gumbel noise is drawn from the
 run's own generator (the authors draw from the global one), so a run repeats exactly.
 
 LoTUS also proposes a retrain-free metric, RF-JSD; it is part of the held-out judge
@@ -58,11 +61,22 @@ def gumbel_softmax(logits: torch.Tensor, tau: float, generator: torch.Generator)
     return F.softmax((logits + noise) / tau, dim=-1)
 
 
+RANDOM_ALPHA, CLASSWISE_ALPHA = 8.0, 32.0  # the authors' CIFAR-10 commands
+
+
+def sampled_one_hot(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One-hot of a class drawn from softmax(logits): the hard Gumbel-softmax sample at temperature 1."""
+    drawn = gumbel_softmax(logits, 1.0, generator).argmax(dim=1)
+    return F.one_hot(drawn, num_classes=logits.shape[1]).float()
+
+
 def lotus_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, is_forget: torch.Tensor,
-               soft_targets: torch.Tensor) -> torch.Tensor:
+               soft_targets: torch.Tensor, retain_targets: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over the batch of -sum_k t_k log softmax(student)_k, where t is `soft_targets` on forget
-    samples (`is_forget` 1) and the one-hot of the teacher's argmax on retain samples."""
-    hard = F.one_hot(teacher_logits.argmax(dim=1), num_classes=teacher_logits.shape[1]).float()
+    samples (`is_forget` 1) and `retain_targets` on retain samples (None: the one-hot of the
+    teacher's argmax)."""
+    hard = (F.one_hot(teacher_logits.argmax(dim=1), num_classes=teacher_logits.shape[1]).float()
+            if retain_targets is None else retain_targets)
     flag = is_forget.float().unsqueeze(1)
     targets = flag * soft_targets + (1 - flag) * hard
     return -(targets * F.log_softmax(student_logits, dim=1)).sum(dim=1).mean()
@@ -77,10 +91,19 @@ class LoTUS(UnlearningMethod):
         Hyperparam("epochs", int, 10, 1, 200, help="epochs over forget + retain subset (fewer when it stops)"),
         Hyperparam("batch_size", int, 128, 2, 4096, help="batch size of the mixed stream"),
         Hyperparam("weight_decay", float, 5e-4, 0.0, 1.0, help="AdamW weight decay"),
-        Hyperparam("alpha", float, 8.0, 0.0, 100.0, help="temperature slope: tau = exp(alpha x accuracy gap)"),
+        Hyperparam("alpha", float, None, 0.0, 100.0, optional=True,
+                   help=f"temperature slope: tau = exp(alpha x accuracy gap) (none = the authors': {RANDOM_ALPHA:g} "
+                        f"random, {CLASSWISE_ALPHA:g} class-wise)"),
         Hyperparam("retain_fraction", float, 0.3, 0.0, 1.0, help="share of the retain set drawn once for the stream"),
         Hyperparam("gumbel", bool, True, help="Gumbel-softmax forget targets (false: plain softmax at tau)"),
+        Hyperparam("retain_targets", str, "sample", choices=("sample", "argmax"),
+                   help="retain targets: a class drawn from the teacher's output (authors) or its top class"),
     )
+
+    @classmethod
+    def documented_defaults(cls, scheme: str, dataset: str | None = None, sparsity: float = 0.0) -> dict:
+        return {**super().documented_defaults(scheme, dataset, sparsity),
+                "alpha": CLASSWISE_ALPHA if scheme == "class" else RANDOM_ALPHA}
 
     def setup(self, model, data) -> None:
         super().setup(model, data)
@@ -94,6 +117,7 @@ class LoTUS(UnlearningMethod):
         self.stream_y = torch.cat([data.forget_y, data.retain_y[subset]])
         self.stream_forget = torch.cat([torch.ones(len(data.forget_x)), torch.zeros(count)])
         self.acc_val = 0.0 if data.classwise else fraction_correct(self.teacher, data.val_x, data.val_y, data.device)
+        self.slope = self.alpha if self.alpha is not None else (CLASSWISE_ALPHA if data.classwise else RANDOM_ALPHA)
         self.stopped = False
 
     def run_epoch(self, epoch: int) -> dict[str, float]:
@@ -102,7 +126,7 @@ class LoTUS(UnlearningMethod):
         if self.stopped or acc_forget - self.acc_val <= STOP_BELOW:
             self.stopped = True
             return {"acc_forget": acc_forget, "stopped": 1.0}
-        tau = temperature(self.alpha, acc_forget, self.acc_val)
+        tau = temperature(self.slope, acc_forget, self.acc_val)
         self.model.train()
         order = torch.randperm(len(self.stream_x), generator=self.generator)
         total, steps = 0.0, 0
@@ -115,7 +139,8 @@ class LoTUS(UnlearningMethod):
                 teacher_logits = self.teacher(x)
             soft = (gumbel_softmax(teacher_logits, tau, self.generator) if self.gumbel
                     else F.softmax(teacher_logits / tau, dim=-1))
-            loss = lotus_loss(self.model(x), teacher_logits, is_forget, soft)
+            drawn = sampled_one_hot(teacher_logits, self.generator) if self.retain_targets == "sample" else None
+            loss = lotus_loss(self.model(x), teacher_logits, is_forget, soft, drawn)
             check_finite(loss, f"lotus epoch {epoch + 1}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

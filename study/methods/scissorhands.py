@@ -27,11 +27,8 @@ Where this differs from their code, on purpose:
   blocks (stages 3 and 4) and head, and the small CNN's last two conv blocks and head (its stages
   are its blocks); a model without a declared counterpart is refused.
 - **Only convolution and linear parameters are re-drawn.** Their name test (`'bn' not in name`)
-  also re-draws the shortcut batch norm of their ResNet (named `shortcut.1`), a side effect of the
-  naming; batch norm is left alone here.
-- **Memory gradients start from zero.** Their proxy model is a deep copy that keeps the model's
-  last `.grad`, so the first memory adds onto the previous step's gradient; here it is computed
-  fresh.
+  also re-draws the shortcut batch norm of their ResNet (named `downsample.1`), a side effect of
+  the naming; batch norm is left alone here.
 """
 from __future__ import annotations
 

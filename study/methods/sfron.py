@@ -14,7 +14,8 @@ with descent on the retain set.
 
 As the authors' code runs it for CIFAR-10 random 10%: 1,500 iterations, a forget step every 5,
 alpha 25, lambda 0.5, threshold 1, max norm 7, lr 0.01, cosine; their "EMA" with beta 1 leaves the
-model as it is and is left out. Batch 256 (the batch size of the SalUn code they build on). The
+model as it is and is left out. Batch 128, as their `scripts/unlearn.sh` passes it (at a fixed
+number of iterations the batch size sets how much data the run sees). The
 epoch protocol: an "epoch" is ceil(|retain| / batch_size) iterations, so ASHA and checkpoints see
 the run in epochs; the schedules run over `iters`, whatever the epoch boundaries.
 """
@@ -55,7 +56,7 @@ class SFRon(UnlearningMethod):
     hyperparams = (
         Hyperparam("lr", float, 0.01, 1e-7, 10.0, help="SGD learning rate (momentum 0.9), cosine over the iterations"),
         Hyperparam("iters", int, 1500, 1, 10**7, help="iterations (one retain step each)"),
-        Hyperparam("batch_size", int, 256, 2, 4096, help="retain and forget batch size"),
+        Hyperparam("batch_size", int, 128, 2, 4096, help="retain and forget batch size"),
         Hyperparam("forget_every", int, 5, 1, 10**6, help="a forget step every this many iterations"),
         Hyperparam("forget_alpha", float, 25.0, 0.0, None, help="scale of the forget ascent (cosine-decayed)"),
         Hyperparam("lam", float, 0.5, 0.0, 10.0, help="adaptive weighting exponent (lambda)"),

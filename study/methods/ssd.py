@@ -9,8 +9,8 @@ So it edits the model once (`one_shot`), in one pass over the training set.
 As the authors' code runs it: importances over batches of the same size for both sets (their
 forget and full-training loaders), cross-entropy with the model in eval mode, the training set
 being retain and forget together, every parameter eligible. Defaults are theirs for ResNet-18 on
-CIFAR (lambda 1, alpha 10); their TPE search ranged alpha over [0.1, 100] and lambda over [0.1, 5],
-the ranges this project's `baselines` space searches.
+CIFAR (lambda 1, alpha 10). Their code has no search; this project's `baselines` space ranges
+alpha over [0.1, 100] and lambda over [0.1, 5], around those defaults.
 """
 from __future__ import annotations
 

@@ -115,6 +115,20 @@ def attack_inputs(defender: nn.Module, x: torch.Tensor, y: torch.Tensor, num_cla
     return AttackInputs(clean, sensitivity, F.one_hot(y, num_classes).float(), features)
 
 
+@torch.no_grad()
+def batch_norm_forwards(defender: nn.Module, x: torch.Tensor, noise_copies: int, generator: torch.Generator,
+                        pixel_std: tuple[float, ...] = (1.0,), sigma: float = SENSITIVITY_SIGMA) -> None:
+    """The reference's two forwards of batch x without gradients: the clean batch, then its m noisy
+    copies as one batch. In train mode each forward moves the batch-norm running statistics once
+    (momentum 0.1), so after DAU's class-wise switch these keep the forget batches' weight in them
+    what it is in the reference's loop (2 forwards per batch, not the 1 + m of `attack_inputs`)."""
+    noise = torch.randn((noise_copies, *x.shape), generator=generator).to(x.device)
+    noise = noise * noise_scale(pixel_std, sigma).to(x.device).unsqueeze(0)
+    with full_precision(x.device.type):
+        defender(x)
+        defender((x.unsqueeze(0) + noise).flatten(0, 1))
+
+
 def membership_accuracy(joint_logits: torch.Tensor, members: int) -> float:
     """Share of a joint batch (members first) the attacker labels correctly."""
     predicted = joint_logits.argmax(1)
