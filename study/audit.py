@@ -11,6 +11,10 @@ logit-scaled confidence φ = log p_y − log Σ_{i≠y} p_i under each model and
   example) by the log likelihood ratio. Report the AUC and TPR at 1% / 0.1% FPR of telling
   unlearned from retrained. With fewer than 8 models per side after leaving one out, the
   variances are pooled over examples (LiRA's fixed-variance variant for few shadow models).
+- **KLoM** (Georgiev et al., as EasyDUB computes it; `study.evaluation.klom`): per example, the
+  KL divergence between histograms of its margin φ under the K unlearned and the K retrained models,
+  reported at the 95th percentile over the forget, retain and test sets; the retrain row gives the
+  floor at the same K (small K keeps it above 0).
 - **Forgetting score** (NeurIPS 2023 unlearning challenge, SPEC.md): per example ε from the K
   unlearned vs K retrained φ values over every one- and two-threshold rule, bucketed in steps
   of 0.5 (bucket b worth 2^−b), F = mean over the forget set, score = F × (RA_unl / RA_ret) ×
@@ -35,17 +39,24 @@ from pathlib import Path
 from study.cli_common import add_experiment_arguments, experiment_overrides, parse_params, set_threads
 from study.core.errors import UserError, cli_entry
 from study.engine.audit import AuditRow, audit_rows
+from study.evaluation.klom import rice_bins
 from study.experiment.config import resolve_experiment
 from study.methods import build_method
 from study.records.method_config import read_method_config
 
 
-def format_rows(rows: list[AuditRow]) -> str:
-    header = f"{'model':<28}{'AUC':>8}{'TPR@1%':>9}{'TPR@0.1%':>10}{'F':>8}{'score':>8}{'RA':>8}{'TA':>8}"
+def format_rows(rows: list[AuditRow], k: int | None = None) -> str:
+    header = (f"{'model':<28}{'AUC':>8}{'TPR@1%':>9}{'TPR@0.1%':>10}{'F':>8}{'score':>8}{'RA':>8}{'TA':>8}"
+              f"{'KLoM-F':>9}{'KLoM-R':>9}{'KLoM-T':>9}")
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(f"{r.label:<28}{r.auc:>8.3f}{100 * r.tpr_1:>8.1f}%{100 * r.tpr_01:>9.1f}%{r.forgetting:>8.3f}"
-                     f"{r.score:>8.3f}{r.ra:>8.2f}{r.ta:>8.2f}")
+                     f"{r.score:>8.3f}{r.ra:>8.2f}{r.ta:>8.2f}{r.klom_forget:>9.3f}{r.klom_retain:>9.3f}"
+                     f"{r.klom_test:>9.3f}")
+    if k is not None:
+        lines.append(f"KLoM-F/R/T: 95th percentile of per-example KLoM on forget / retain / test against the {k} "
+                     f"retrained models, {rice_bins(k)} bins (Rice rule for 2 x {k} margins); the retrain row is "
+                     f"the Retrain-vs-Retrain floor at K = {k}.")
     return "\n".join(lines)
 
 
@@ -76,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--workers must be at least 1")
     rows = audit_rows(config, str(Path(args.cache_dir).expanduser()), methods, args.k, args.workers)
     print()
-    print(format_rows(rows))
+    print(format_rows(rows, args.k))
     return 0
 
 

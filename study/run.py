@@ -23,6 +23,7 @@ from study.core.progress import set_quiet
 from study.core.splits import parse_forget_spec
 from study.core.versions import package_versions
 from study.engine.runner import run_method
+from study.evaluation.margins import example_margins
 from study.evaluation.names import time_ratio
 from study.evaluation.noise import within_sampling_noise
 from study.experiment.config import resolve_experiment
@@ -147,8 +148,10 @@ def main(argv: list[str] | None = None) -> int:
                    "original": prepared.original_metrics, "references": prepared.reference_digests(),
                    "time_ratio_to_retrain": time_ratio(result.run_seconds, prepared.retrain_seconds),
                    **result.artifact_seconds, "epochs": result.epochs}
-        folder = write_run_folder(Path(args.out), result.model, prepared.splits, config, metrics, args.overwrite)
-        print(f"\nwrote {folder}/ (metrics.json, model.pt, config.json, splits.npz)")
+        margins = example_margins(result.model, prepared.data, prepared.splits, device)
+        folder = write_run_folder(Path(args.out), result.model, prepared.splits, config, metrics, args.overwrite,
+                                  margins)
+        print(f"\nwrote {folder}/ (metrics.json, model.pt, config.json, splits.npz, margins.npz)")
     return 0
 
 

@@ -7,6 +7,7 @@ import torch
 from scipy.stats import norm
 
 from study.engine.audit import audit_rows
+from study.evaluation.klom import binned_kl, klom, klom_p95, rice_bins
 from study.evaluation.lira import EPSILON_CAP, example_epsilon, forgetting_quality, lira_scores, logit_scaled_confidence
 from study.evaluation.mia import roc_summary
 from study.experiment.config import experiment_from_preset
@@ -58,6 +59,32 @@ def test_audit_on_digits_retrain_is_at_chance_and_original_is_not(cache_dir):
     config = experiment_from_preset("digits", epochs=FAST_EPOCHS, forget="class:3")
     rows = {row.label.split(" ")[0]: row for row in audit_rows(config, str(cache_dir), [], k=3, log=lambda m: None)}
     assert rows["original"].auc > 0.9 and rows["original"].tpr_1 > 0.5
+    # KLoM on the forgotten class: the original's margins are far from the retrained models', the
+    # further retrained models' are not
+    assert rows["original"].klom_forget > rows["retrain"].klom_forget
+    assert all(math.isfinite(getattr(rows["retrain"], f"klom_{part}")) for part in ("forget", "retain", "test"))
+
+
+def test_binned_kl_by_hand_with_easydubs_open_right_edge():
+    # joint range [0, 4], 2 bins: [0, 2), [2, 4); the value 4 (the range's end) is in no bin
+    p, q = np.array([0.0, 1.0, 3.0]), np.array([0.5, 2.5, 4.0])
+    # p: bins (2/3, 1/3); q without its 4.0: (1/2, 1/2)
+    expected = (2 / 3) * math.log((2 / 3) / 0.5) + (1 / 3) * math.log((1 / 3) / 0.5)
+    assert binned_kl(p, q, 2) == pytest.approx(expected)
+    # an oracle bin left empty where the unlearned one is not counts as 1e-5
+    assert binned_kl(np.array([0.0, 0.1, 3.0]), np.array([0.0, 0.2, 4.0]), 2) == pytest.approx(
+        (2 / 3) * math.log((2 / 3) / 1.0) + (1 / 3) * math.log((1 / 3) / 1e-5))
+    assert binned_kl(np.array([1.0, 1.0]), np.array([1.0, 1.0]), 4) == 0.0
+
+
+def test_klom_separates_shifted_margins_and_its_bins_follow_the_rice_rule():
+    assert (rice_bins(4), rice_bins(8), rice_bins(500)) == (4, 6, 20)
+    rng = np.random.default_rng(0)
+    oracle, same, shifted = rng.normal(0, 1, (8, 300)), rng.normal(0, 1, (8, 300)), rng.normal(6, 1, (8, 300))
+    assert klom(shifted, oracle).mean() > 3 * klom(same, oracle).mean()
+    assert klom_p95(shifted, oracle) > klom_p95(same, oracle)
+    with pytest.raises(ValueError):
+        klom(shifted[:4], oracle)
 
 
 def test_audit_cli_rejects_bad_input(tmp_path):

@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -30,8 +31,11 @@ def finished_run(tmp_path_factory):
 
 def test_run_writes_a_complete_folder(finished_run):
     _, out, stdout = finished_run
-    for name in ("metrics.json", "model.pt", "config.json", "splits.npz"):
+    for name in ("metrics.json", "model.pt", "config.json", "splits.npz", "margins.npz"):
         assert (out / name).exists(), name
+    with np.load(out / "margins.npz") as margins, np.load(out / "splits.npz") as splits:
+        assert {name: len(margins[name]) for name in ("forget", "retain", "test")} == {
+            name: len(splits[name]) for name in ("forget", "retain", "test")}
     assert "Avg.Disparity" in stdout and "retrain" in stdout and "ft" in stdout
     assert "scored on the test set" in stdout
     references = json.loads((out / "metrics.json").read_text())["references"]

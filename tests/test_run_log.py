@@ -2,6 +2,8 @@
 and still reads every kept row back for tables."""
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
 from study.evaluation.metrics import METRICS_VERSION
@@ -29,3 +31,34 @@ def test_a_table_counts_its_rows_of_older_metrics():
     rows = pd.DataFrame([{"metrics_version": METRICS_VERSION}, {"metrics_version": 1}, {"metrics_version": None}])
     assert older_metric_rows(rows) == 2
     assert older_metric_rows(pd.DataFrame([{"UA": 1.0}])) == 1  # a table from before the column existed
+
+
+def test_an_evaluation_rows_margins_are_kept_in_a_file_beside_the_log(tmp_path, digits_random):
+    import numpy as np
+
+    from study.engine.seed_runs import evaluation_row
+    from tests.conftest import FAST_METHOD_PARAMS
+
+    key = run_key("digits", "random:10", "ga", 0.0, 0, FAST_METHOD_PARAMS["ga"])
+    row = evaluation_row(digits_random, "ga", FAST_METHOD_PARAMS["ga"], key)
+    splits = digits_random.splits
+    assert {name: len(m) for name, m in row["margins"].items()} == {
+        "forget": len(splits.forget), "retain": len(splits.retain), "test": len(splits.test)}
+    assert row["margins"]["forget"].dtype == np.float16
+    log = RunLog(tmp_path / "runs.csv")
+    log.add(row)
+    kept = RunLog(tmp_path / "runs.csv").get(key)
+    with np.load(tmp_path / kept["margins_file"]) as stored:
+        assert set(stored.files) == {"forget", "retain", "test"} and len(stored["test"]) == len(splits.test)
+        assert np.array_equal(stored["forget"], row_margins := evaluation_margins(digits_random, row))
+    assert np.isfinite(row_margins.astype(np.float32)).all()
+
+
+def evaluation_margins(prepared, row):
+    """The forget margins recomputed from the run: the file must hold exactly these."""
+    from study.engine.runner import run_method
+    from study.evaluation.margins import example_margins
+    from study.methods import build_method
+
+    result = run_method(prepared, build_method("ga", json.loads(row["params"])), log=lambda m: None)
+    return example_margins(result.model, prepared.data, prepared.splits)["forget"]

@@ -29,11 +29,14 @@ def staged_folder(out: Path) -> Iterator[Path]:
         raise
 
 
-def write_file_atomically(target: Path, text: str) -> None:
-    """Write `text` to `target` all at once: a crash mid-write leaves the previous file (or none),
-    never a partial one that would later be read as a result."""
+def write_file_atomically(target: Path, content: str | bytes) -> None:
+    """Write `content` (text, or bytes) to `target` all at once: a crash mid-write leaves the previous
+    file (or none), never a partial one that would later be read as a result."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial")
-    partial.write_text(text)
+    if isinstance(content, bytes):
+        partial.write_bytes(content)
+    else:
+        partial.write_text(content)
     partial.replace(target)

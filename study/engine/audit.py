@@ -1,7 +1,8 @@
 """The audit's models: K originals and K retrained models per side on one fixed split (cached, or
 trained as parallel Ray tasks), each original unlearned by the audited method, and one row of
-U-LiRA and forgetting-score statistics per method (`study.evaluation.lira`), beside the
-`original` and `retrain` reference rows. `python -m study.audit` prints them."""
+U-LiRA and forgetting-score statistics (`study.evaluation.lira`) and KLoM on forget, retain and
+test (`study.evaluation.klom`) per method, beside the `original` and `retrain` reference rows
+(the latter is KLoM's Retrain-vs-Retrain floor at the same K). `python -m study.audit` prints them."""
 from __future__ import annotations
 
 import time
@@ -16,6 +17,7 @@ from study.core.errors import UserError
 from study.core.inference import predict_logits
 from study.core.models import load_model_files
 from study.core.pruning import copy_model
+from study.evaluation.klom import klom_p95
 from study.evaluation.lira import example_epsilon, forgetting_quality, lira_scores, logit_scaled_confidence
 from study.evaluation.mia import roc_summary
 from study.experiment.artifacts import trained_model
@@ -37,6 +39,9 @@ class AuditRow:
     score: float
     ra: float
     ta: float
+    klom_forget: float = float("nan")  # 95th percentile of per-example KLoM against the K retrained models
+    klom_retain: float = float("nan")
+    klom_test: float = float("nan")
 
 
 def _audit_model(config_dict: dict, cache_dir: str, role: str, index: int) -> str:
@@ -93,26 +98,34 @@ def audit_rows(config: ExperimentConfig, cache_dir: str, methods: list[tuple[str
     folders = train_audit_models(config, cache_dir, k, workers, with_reference=True, log=log)
     load = lambda f: load_model_files(Path(f), config.model, data.image_shape[0], data.num_classes)  # noqa: E731
     forget_x, forget_y = data.train_x[splits.forget], data.train_y[splits.forget]
+    parts = {"forget": (forget_x, forget_y), "retain": (data.train_x[splits.retain], data.train_y[splits.retain]),
+             "test": (data.test_x[splits.test], data.test_y[splits.test])}
 
-    def signals_and_accuracy(models) -> tuple[np.ndarray, float, float]:
-        phis, ras, tas = [], [], []
+    def signals_and_accuracy(models) -> tuple[dict[str, np.ndarray], float, float]:
+        """Per split, the margins (K, n) under the models; and their mean RA and TA."""
+        margins: dict[str, list] = {name: [] for name in parts}
+        ras, tas = [], []
         for model in models:
-            phis.append(logit_scaled_confidence(predict_logits(model, forget_x), forget_y))
-            for store, x, y, idx in ((ras, data.train_x, data.train_y, splits.retain),
-                                     (tas, data.test_x, data.test_y, splits.test)):
-                store.append(100.0 * float((predict_logits(model, x[idx]).argmax(1) == y[idx]).float().mean()))
-        return np.stack(phis), float(np.mean(ras)), float(np.mean(tas))
+            for name, (x, y) in parts.items():
+                logits = predict_logits(model, x)
+                margins[name].append(logit_scaled_confidence(logits, y))
+                if name != "forget":
+                    (ras if name == "retain" else tas).append(100.0 * float((logits.argmax(1) == y).float().mean()))
+        return {name: np.stack(m) for name, m in margins.items()}, float(np.mean(ras)), float(np.mean(tas))
 
     retrained, ra_ret, ta_ret = signals_and_accuracy([load(f) for f in folders["retrain"]])
 
     def row(label: str, models) -> AuditRow:
-        phis, ra, ta = signals_and_accuracy(models)
-        pos, neg = lira_scores(phis, retrained)
+        margins, ra, ta = signals_and_accuracy(models)
+        phis = margins["forget"]
+        pos, neg = lira_scores(phis, retrained["forget"])
         roc = roc_summary(pos.ravel(), neg.ravel(), fprs=(0.01, 0.001))
-        epsilons = np.array([example_epsilon(phis[:, j], retrained[:, j]) for j in range(phis.shape[1])])
+        epsilons = np.array([example_epsilon(phis[:, j], retrained["forget"][:, j]) for j in range(phis.shape[1])])
         forgetting = forgetting_quality(epsilons)
+        kloms = {name: klom_p95(margins[name], retrained[name]) for name in parts}
         return AuditRow(label, roc["auc"], roc["tpr@0.01"], roc["tpr@0.001"], forgetting,
-                        forgetting * (ra / ra_ret) * (ta / ta_ret), ra, ta)
+                        forgetting * (ra / ra_ret) * (ta / ta_ret), ra, ta,
+                        kloms["forget"], kloms["retain"], kloms["test"])
 
     originals = [load(f) for f in folders["original"]]
     rows = []

@@ -17,6 +17,7 @@ from study.core.progress import Log
 from study.core.stopping import StopRequest
 from study.engine.runner import run_method
 from study.evaluation.evaluate import mia_efficacy_spread
+from study.evaluation.margins import example_margins
 from study.evaluation.metrics import METRICS_VERSION
 from study.evaluation.relearn import relearn_ua
 from study.experiment.prepare import Prepared
@@ -41,7 +42,8 @@ def evaluation_row(prepared: Prepared, method: str, params: dict, key: dict, pro
     only when they agree), and the probes asked for: MIA-Efficacy's spread over member subsets, the
     relearning test (`relearn_UA`), and the held-out attacks of `judge` (a `RetrainFreeJudge`:
     attackers that never took part in any method's training; `heldout_tpr@1%` is the stronger one's
-    TPR at 1% FPR)."""
+    TPR at 1% FPR). `margins` holds the per-example margins on forget, retain and test, which the
+    run log writes to a file beside itself (`RunLog.add`)."""
     result = run_method(prepared, build_method(method, params), log=log)
     row = {**key, **result.metrics, "run_seconds": result.run_seconds, **result.artifact_seconds,
            "retrain_seconds": prepared.retrain_seconds, "threads": torch.get_num_threads(),
@@ -55,6 +57,7 @@ def evaluation_row(prepared: Prepared, method: str, params: dict, key: dict, pro
         row["relearn_UA"] = relearn_ua(result.model, prepared.data, prepared.splits, probes.relearn_steps,
                                        key["seed"], prepared.device)
         row["relearn_steps"] = probes.relearn_steps
+    row["margins"] = example_margins(result.model, prepared.data, prepared.splits, prepared.device)
     if judge is not None:
         attacks = judge(result.model)
         row.update({k: v for k, v in attacks.items() if k.startswith("heldout/")})

@@ -2,7 +2,8 @@
 
 Files: `config.json` (experiment + method + hyperparameters), `metrics.json`, `model.pt`
 (plain state dict, masks folded in), `masks.pt` (sparse runs), `splits.npz` (retain, forget,
-val, test, test_forget index arrays). The folder is written under a temporary name and
+val, test, test_forget index arrays), `margins.npz` (per-example margins on forget, retain and
+test, float16, in the splits' order; `study.evaluation.margins`). The folder is written under a temporary name and
 renamed when complete, so a crash never leaves a folder that looks finished.
 """
 from __future__ import annotations
@@ -18,11 +19,12 @@ from study.core.errors import UserError
 from study.core.models import Defender, load_model_files, save_model_files
 from study.core.splits import Splits
 from study.core.staging import staged_folder
+from study.evaluation.margins import margins_bytes
 from study.experiment.config import ExperimentConfig
 
 
 def write_run_folder(out: Path, model: torch.nn.Module, splits: Splits, config: dict, metrics: dict,
-                     overwrite: bool = False) -> Path:
+                     overwrite: bool = False, margins: dict | None = None) -> Path:
     out = Path(out)
     if out.exists() and not overwrite:
         raise UserError(f"output folder {out} already exists; pass --overwrite or choose another --out")
@@ -31,6 +33,8 @@ def write_run_folder(out: Path, model: torch.nn.Module, splits: Splits, config: 
         splits.save(staging / "splits.npz")
         (staging / "config.json").write_text(json.dumps(config, indent=2, default=str))
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+        if margins is not None:
+            (staging / "margins.npz").write_bytes(margins_bytes(margins))
     return out
 
 

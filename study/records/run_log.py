@@ -7,6 +7,7 @@ again reuses the rows it finds and computes only what is missing.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pandas as pd
 
 from study.core.errors import UserError
 from study.core.staging import write_file_atomically
+from study.evaluation.margins import margins_bytes
 from study.evaluation.metrics import METRICS_VERSION
 
 RUN_KEY = ("preset", "forget", "method", "sparsity", "seed", "params")
@@ -45,6 +47,10 @@ class RunLog:
     run in progress, never leave a half-written row that would later be read as a result. A run
     is reused only if preset, forget scheme, method, sparsity, seed and hyperparameters all match,
     and its metrics are of the current definitions.
+
+    A row that carries per-example margins (`margins`: arrays by set, `study.evaluation.margins`)
+    has them written, before the row itself, to `<log name>-margins/<key digest>.npz` beside the
+    CSV; the row keeps that file's name under `margins_file`.
     """
 
     def __init__(self, path: Path | None):
@@ -74,6 +80,11 @@ class RunLog:
         return row if row is not None and has_current_metrics(row) else None
 
     def add(self, row: dict) -> None:
+        margins = row.pop("margins", None)
+        if margins is not None and self.path is not None:
+            name = f"{self.path.stem}-margins/{hashlib.sha256(repr(_key(row)).encode()).hexdigest()[:16]}.npz"
+            write_file_atomically(self.path.parent / name, margins_bytes(margins))
+            row["margins_file"] = name
         self.runs[_key(row)] = row
         if self.path is not None:
             write_file_atomically(self.path, pd.DataFrame(list(self.runs.values())).to_csv(index=False))
