@@ -209,3 +209,28 @@ def test_configurations_chosen_on_one_forget_set_are_evaluated_on_another(compar
                           (("--eval-seeds", "2", "--epochs", "5"), "differs in recipe")):
         refused = run_in_process("study.compare", *common, *extra, "--out", str(tmp_path / "refused"))
         assert refused.returncode != 0 and needle in refused.stderr.strip().splitlines()[-1]
+
+
+def test_a_method_whose_version_changed_is_tuned_and_evaluated_again(compared, cache_dir, tmp_path):
+    """Kept studies and rows carry their method's fingerprint; resumed after a method changed (its
+    defaults, declarations or revision), the same command tunes and evaluates that method again,
+    says so, and keeps the old study aside, while the unchanged method is reused."""
+    root, _ = compared
+    copy = tmp_path / "kept"
+    shutil.copytree(root / "out", copy)
+    record = json.loads((copy / "compare.json").read_text())
+    assert all(len(entry["fingerprint"]) == 12 for entry in record["levels"]["dense"]["studies"].values())
+    record["levels"]["dense"]["studies"]["ga"]["fingerprint"] = "0ld0ld0ld0ld"
+    (copy / "compare.json").write_text(json.dumps(record))
+    runs = pd.read_csv(copy / "runs.csv")
+    assert runs["method_fingerprint"].notna().all()
+    runs.loc[runs["method"] == "ga", "method_fingerprint"] = "0ld0ld0ld0ld"
+    runs.to_csv(copy / "runs.csv", index=False)
+    result = _compare(copy, cache_dir)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "ga: its kept study was made by another version of the method or space (0ld0ld0ld0ld" in result.stdout
+    assert "measured by another version of ga: run again" in result.stdout
+    assert result.stdout.count("reused") == 1  # ft's study
+    assert (copy / "studies" / "dense" / "ga.superseded-0ld0ld0ld0ld").is_dir()
+    again = pd.read_csv(copy / "runs.csv")
+    assert "0ld0ld0ld0ld" not in set(again["method_fingerprint"]) and len(again) == len(runs)

@@ -62,3 +62,29 @@ def evaluation_margins(prepared, row):
 
     result = run_method(prepared, build_method("ga", json.loads(row["params"])), log=lambda m: None)
     return example_margins(result.model, prepared.data, prepared.splits)["forget"]
+
+
+def test_a_row_of_another_method_version_is_not_reused(tmp_path):
+    key = run_key("digits", "random:10", "ga", 0.0, 1, {"lr": 0.01})
+    log = RunLog(tmp_path / "runs.csv")
+    log.add({**key, "MIA-Efficacy": 16.1, "metrics_version": METRICS_VERSION, "method_fingerprint": "aaaaaaaaaaaa"})
+    reread = RunLog(tmp_path / "runs.csv")
+    assert reread.reusable(key, "aaaaaaaaaaaa") is not None and not reread.superseded(key, "aaaaaaaaaaaa")
+    assert reread.reusable(key, "bbbbbbbbbbbb") is None and reread.superseded(key, "bbbbbbbbbbbb")
+    unversioned = run_key("digits", "random:10", "ga", 0.0, 2, {"lr": 0.01})
+    log.add({**unversioned, "MIA-Efficacy": 16.1, "metrics_version": METRICS_VERSION})
+    assert RunLog(tmp_path / "runs.csv").reusable(unversioned, "aaaaaaaaaaaa") is None  # kept before versions
+
+
+def test_a_method_fingerprint_follows_its_declarations():
+    from study.methods import build_method, method_class
+
+    ga = method_class("ga")
+    before = ga.fingerprint()
+    assert len(before) == 12 and before != method_class("ft").fingerprint()
+    ga.revision += 1
+    try:
+        assert ga.fingerprint() != before
+    finally:
+        ga.revision -= 1
+    assert ga.fingerprint() == before and build_method("ga").fingerprint() == before

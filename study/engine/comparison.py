@@ -18,9 +18,12 @@ configurations; a folder holds one comparison (the same budget, seeds, objective
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import signal
 import threading
 import time
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -112,10 +115,46 @@ def method_space(method: str, request: ComparisonRequest) -> tuple[SearchSpace, 
     return space, sections[0]
 
 
+def study_fingerprint(method: str, section: MethodSpace) -> str:
+    """The method's fingerprint and its search-space section, digested: a kept study tuned another
+    version of the method, or over another space, when this differs."""
+    space = json.dumps({"fixed": section.fixed, "search": section.search, "grid": section.grid}, sort_keys=True,
+                       default=str)
+    return hashlib.sha256(f"{method_class(method).fingerprint()} {space}".encode()).hexdigest()[:12]
+
+
+def supersede_stale_study(method: str, request: ComparisonRequest, previous: dict, fingerprint: str,
+                          log: Log) -> None:
+    """When compare.json records a study of `method` made by another version of it (or before
+    versions were recorded), move its folder aside (`<method>.superseded-<old>`) and drop its chosen
+    configuration and trial table, so that the study runs again; one line says so."""
+    entry = (((previous.get("levels") or {}).get(request.level) or {}).get("studies") or {}).get(method)
+    if not entry or entry.get("fingerprint") == fingerprint:
+        return
+    old = entry.get("fingerprint") or "unversioned"
+    root = request.out / "studies" / request.level / method
+    if root.exists():
+        root.rename(root.with_name(f"{method}.superseded-{old}"))
+    for path in (chosen_config_path(request.out, request.level, method),
+                 request.out / "trials" / request.level / f"{method}.csv"):
+        path.unlink(missing_ok=True)
+    previous["levels"][request.level]["studies"].pop(method)
+    log(f"{method}: its kept study was made by another version of the method or space ({old}, now "
+        f"{fingerprint}): tuned again")
+
+
 def tune_method(method: str, request: ComparisonRequest, previous: dict, log: Log,
                 ray_needed: Callable[[], None]) -> dict:
     """Tune one method (or reuse its finished study, from its folder or, when that is gone, from
-    compare.json and its chosen configuration); returns its record, with `status` and `dir`."""
+    compare.json and its chosen configuration); returns its record, with `status`, `dir` and
+    `fingerprint`. A study compare.json records for another version of the method runs again."""
+    fingerprint = study_fingerprint(method, method_space(method, request)[1])
+    supersede_stale_study(method, request, previous, fingerprint, log)
+    return {**tune_or_reuse(method, request, previous, log, ray_needed), "fingerprint": fingerprint}
+
+
+def tune_or_reuse(method: str, request: ComparisonRequest, previous: dict, log: Log,
+                  ray_needed: Callable[[], None]) -> dict:
     root = request.out / "studies" / request.level / method
     existing = find_study_dir(root)
     if existing is not None:
@@ -206,7 +245,8 @@ def run_comparison(request: ComparisonRequest, previous: dict, log: Log) -> dict
     configs = chosen_configs(studies, request)
     seeds_seen = {method: {"seed": (record.get("experiment") or {}).get("seed"),
                            "average_seeds": record.get("average_seeds"), "trials": record.get("num_trials"),
-                           "status": record.get("status"), "dir": record.get("dir")}
+                           "status": record.get("status"), "dir": record.get("dir"),
+                           "fingerprint": record.get("fingerprint")}
                   for method, record in studies.items()}
     levels = {**previous.get("levels", {}), request.level: {
         "sparsity": request.experiment.sparsity, "methods": list(request.methods), "studies": seeds_seen,
@@ -278,8 +318,10 @@ def evaluate_configs(request: ComparisonRequest, configs: dict[str, dict], defau
 
 
 def pending_row_tasks(runs: list[tuple[str, dict, RowProbes]], seeds: list[int],
-                      key_of: Callable[[str, dict, int], dict], run_log: RunLog) -> tuple[list, int]:
+                      key_of: Callable[[str, dict, int], dict], run_log: RunLog, log: Log = print) -> tuple[list, int]:
     """The evaluation rows still to run, one per run key, and how many distinct rows there are.
+    A kept row measured by another version of its method (`UnlearningMethod.fingerprint`) runs
+    again, and one line per method says how many.
 
     A method whose chosen configuration is its defaults lists the same row twice (chosen, then
     defaults); it runs once, with the first entry's probes (the chosen row's, which include
@@ -292,7 +334,13 @@ def pending_row_tasks(runs: list[tuple[str, dict, RowProbes]], seeds: list[int],
         for seed in seeds:
             key = key_of(method, params, seed)
             distinct.setdefault(tuple(sorted(key.items())), RowTask(method, params, key, probes))
-    tasks = [task for task in distinct.values() if run_log.reusable(task.key) is None]
+    tasks = [task for task in distinct.values()
+             if run_log.reusable(task.key, method_class(task.method).fingerprint()) is None]
+    superseded = Counter(task.method for task in tasks
+                         if run_log.superseded(task.key, method_class(task.method).fingerprint()))
+    for method, count in superseded.items():
+        log(f"{method}: {count} kept row(s) measured by another version of it (defaults, declarations or "
+            "revision changed, or kept before versions were recorded): run again")
     return tasks, len(distinct)
 
 
@@ -306,7 +354,7 @@ def evaluate_in_workers(request: ComparisonRequest, runs: list[tuple[str, dict, 
     def key_of(method: str, params: dict, seed: int) -> dict:
         return run_key(request.preset, request.experiment.forget, method, request.experiment.sparsity, seed, params)
 
-    tasks, total = pending_row_tasks(runs, request.eval_seeds, key_of, run_log)
+    tasks, total = pending_row_tasks(runs, request.eval_seeds, key_of, run_log, log)
     log(f"evaluation: {total - len(tasks)} of {total} rows kept in {run_log.path}; {len(tasks)} to run, "
         f"{request.eval_workers} at a time ({threads_per_worker(request.eval_workers)} thread(s) each); "
         "Ctrl+C keeps the rows in flight and starts no more")

@@ -21,7 +21,7 @@ from study.evaluation.margins import example_margins
 from study.evaluation.metrics import METRICS_VERSION
 from study.evaluation.relearn import relearn_ua
 from study.experiment.prepare import Prepared
-from study.methods import build_method
+from study.methods import build_method, method_class
 from study.records.run_log import RunLog, run_key
 
 
@@ -45,7 +45,8 @@ def evaluation_row(prepared: Prepared, method: str, params: dict, key: dict, pro
     TPR at 1% FPR). `margins` holds the per-example margins on forget, retain and test, which the
     run log writes to a file beside itself (`RunLog.add`)."""
     result = run_method(prepared, build_method(method, params), log=log)
-    row = {**key, **result.metrics, "run_seconds": result.run_seconds, **result.artifact_seconds,
+    row = {**key, "method_fingerprint": method_class(method).fingerprint(),
+           **result.metrics, "run_seconds": result.run_seconds, **result.artifact_seconds,
            "retrain_seconds": prepared.retrain_seconds, "threads": torch.get_num_threads(),
            "retrain_threads": prepared.retrain_threads, "precision": prepared.config.precision,
            **prepared.reference_digests(),
@@ -77,10 +78,13 @@ def rows_per_seed(method: str, params: dict, seeds: list[int], preset: str, forg
         if stop is not None:
             stop.raise_if_requested()
         key = run_key(preset, forget, method, sparsity, seed, params)
-        row = run_log.reusable(key)
+        fingerprint = method_class(method).fingerprint()
+        row = run_log.reusable(key, fingerprint)
         if row is not None:
             log(f"  {method} on seed {seed}: kept from {run_log.path}")
         else:
+            if run_log.superseded(key, fingerprint):
+                log(f"  {method} on seed {seed}: the kept row was measured by another version of {method}: run again")
             judge = judge_for(seed) if probes.heldout and judge_for is not None else None
             row = evaluation_row(prepared_for(seed), method, params, key, probes, judge=judge)
             run_log.add(row)

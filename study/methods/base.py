@@ -24,11 +24,17 @@ Class hooks for what lies outside one run:
   - `documented_defaults(scheme, dataset, sparsity)`: the defaults as concrete values (a default that is None and
     resolved at run time, like DAU's per-scheme learning rate, resolved here), which every study
     runs as its first trial;
-  - `reference`: "original" or "retrain" for the two rows every table shows beside the methods.
+  - `reference`: "original" or "retrain" for the two rows every table shows beside the methods;
+  - `revision` and `fingerprint()`: what a kept result was measured with. The fingerprint digests the
+    method's name, its declared hyperparameters (defaults, ranges, choices) and `revision`, which a
+    change of behaviour that leaves the declarations alone must bump; a resumed comparison re-runs
+    the rows and studies of a method whose fingerprint changed.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -116,6 +122,7 @@ class UnlearningMethod:
     # they unlearn nothing (Retrain's model and time come from the artifact cache)
     reference: ClassVar[str | None] = None
     shared_artifact_keys: ClassVar[tuple[str, ...]] = ()  # result keys of shared artifacts' seconds
+    revision: ClassVar[int] = 1  # bump when the method's behaviour changes and its declarations do not
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -128,6 +135,15 @@ class UnlearningMethod:
     @classmethod
     def display_name(cls) -> str:
         return cls.label or cls.name
+
+    @classmethod
+    def fingerprint(cls) -> str:
+        """12 hex digits naming this version of the method: its name, `revision` and declared
+        hyperparameters. Kept results carry it; one that differs was measured by another version."""
+        declared = [[h.name, h.kind.__name__, h.default, h.low, h.high, list(h.choices or []), h.optional]
+                    for h in cls.hyperparams]
+        text = json.dumps({"method": cls.name, "revision": cls.revision, "hyperparams": declared}, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     @classmethod
     def default_space(cls, preset: str, scheme: str) -> str:

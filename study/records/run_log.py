@@ -34,6 +34,12 @@ def has_current_metrics(row: dict) -> bool:
     return (1 if value is None or pd.isna(value) else int(value)) == METRICS_VERSION
 
 
+def recorded_fingerprint(row: dict) -> str | None:
+    """The method fingerprint a row was measured with (None: kept before fingerprints were recorded)."""
+    value = row.get("method_fingerprint")
+    return None if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+
+
 def _key(row: dict) -> tuple:
     return (str(row["preset"]), str(row["forget"]), str(row["method"]), float(row["sparsity"]), int(row["seed"]),
             str(row["params"]))
@@ -72,12 +78,20 @@ class RunLog:
         """The kept run with this key, whatever metric definitions computed it (tables read these)."""
         return self.runs.get(_key(key))
 
-    def reusable(self, key: dict) -> dict | None:
+    def reusable(self, key: dict, fingerprint: str | None = None) -> dict | None:
         """The kept run with this key if its metrics are of today's definitions
-        (`has_current_metrics`), else None: a resumed run computes it again and its new row
-        replaces the old."""
+        (`has_current_metrics`) and, given the method's `fingerprint`, it was measured by that
+        version of the method (a row from before fingerprints were recorded was not), else None:
+        a resumed run computes it again and its new row replaces the old."""
         row = self.get(key)
-        return row if row is not None and has_current_metrics(row) else None
+        if row is None or not has_current_metrics(row):
+            return None
+        return row if fingerprint is None or recorded_fingerprint(row) == fingerprint else None
+
+    def superseded(self, key: dict, fingerprint: str) -> bool:
+        """Whether a row with this key is kept but was measured by another version of the method."""
+        row = self.get(key)
+        return row is not None and recorded_fingerprint(row) != fingerprint
 
     def add(self, row: dict) -> None:
         margins = row.pop("margins", None)
