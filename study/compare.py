@@ -37,6 +37,7 @@ from study.experiment.config import resolve_experiment
 from study.methods import METHODS, tunable_methods
 from study.records.comparison import check_same_comparison, level_name, level_runs, transferred_configs
 from study.records.pareto import PICK_RULES
+from study.records.pareto import OPTUNA_FILE
 from study.records.paths import portable_command
 from study.records.run_log import RunLog
 
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"--studies-only: {len(record['levels'][request.level]['configs'])} configuration(s) in "
             f"{request.out / 'configs' / request.level}; evaluation seeds not run (the same command without "
             "--studies-only runs them)")
+        print_dashboard_command(request.out)
         return exit_status(record, request.level, request.out)
     runs_by_level = level_runs(record, RunLog(request.out / "runs.csv"), request.preset)
     if request.level in runs_by_level:
@@ -175,7 +177,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{time.perf_counter() - began:.0f} s (a resumed comparison counts only what it ran this time)")
     write_file_atomically(request.out / "table.md", text + "\n")
     print("\n" + text)
+    print_dashboard_command(request.out)
     return exit_status(record, request.level, request.out)
+
+
+def print_dashboard_command(out: Path) -> None:
+    """The one command that browses every method's study of the comparison side by side."""
+    if (out / OPTUNA_FILE).is_file():
+        print("\nEvery method's study, with each trial's metrics: "
+              f"optuna-dashboard sqlite:///{(out / OPTUNA_FILE).resolve()}  (pip install -e \".[dashboard]\")")
 
 
 run = cli_entry(main)

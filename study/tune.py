@@ -23,6 +23,7 @@ from study.engine.spaces import SearchSpace, available_spaces, load_space
 from study.engine.study import StudyRequest, check_request, check_resumable, run_study
 from study.evaluation.names import OBJECTIVE_CHOICES, PARETO, PARETO_OBJECTIVES
 from study.experiment.config import resolve_experiment
+from study.records.pareto import OPTUNA_FILE
 from study.records.paths import portable_command
 
 
@@ -137,7 +138,10 @@ def requests(args: argparse.Namespace) -> list[StudyRequest]:
         eval_every_epoch=args.eval_every_epoch,
         max_failures=args.max_failures, quiet=args.quiet, verbose=args.verbose,
         sampler_seed=args.seed if args.seed is not None else 0,
-        command=portable_command("python -m study.tune", sys.argv[1:])) for method_space in method_spaces]
+        command=portable_command("python -m study.tune", sys.argv[1:]),
+        # one Optuna file per run: <storage>/<name>/optuna.db, a study per method of a multi-method space
+        optuna_file=str(Path(storage) / name / OPTUNA_FILE) if "://" not in storage else None,
+        optuna_study=method_space.method if multi else name) for method_space in method_spaces]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -233,4 +233,45 @@ def test_a_method_whose_version_changed_is_tuned_and_evaluated_again(compared, c
     assert result.stdout.count("reused") == 1  # ft's study
     assert (copy / "studies" / "dense" / "ga.superseded-0ld0ld0ld0ld").is_dir()
     again = pd.read_csv(copy / "runs.csv")
-    assert "0ld0ld0ld0ld" not in set(again["method_fingerprint"]) and len(again) == len(runs)
+    asked = (again["method"] == "ga") & (again["forget"] == "random:10") & (again["sparsity"] == 0.0)
+    assert asked.any() and "0ld0ld0ld0ld" not in set(again.loc[asked, "method_fingerprint"])  # this command's rows
+    assert len(again) == len(runs)  # replaced, not added
+
+
+def test_one_optuna_file_holds_every_methods_study_with_its_metrics(compared):
+    """`<out>/optuna.db` keeps a study per method, named `<method>-<level>`, every trial carrying its
+    metrics and Ray trial id (what optuna-dashboard's compare view and the front read); the
+    comparison prints the one command that opens it."""
+    import optuna
+
+    root, stdout = compared
+    storage = f"sqlite:///{root / 'out' / 'optuna.db'}"
+    names = {summary.study_name for summary in optuna.get_all_study_summaries(storage)}
+    assert names == {"ft-dense", "ga-dense"}
+    for name in names:
+        trials = optuna.load_study(study_name=name, storage=storage).trials
+        assert len(trials) == 2
+        for trial in trials:
+            assert {"UA", "RA", "TA", "MIA-Efficacy", "avg_disparity", "ray_trial_id"} <= set(trial.user_attrs)
+    assert "optuna-dashboard sqlite:///" in stdout and "optuna.db" in stdout
+
+
+def test_the_dashboard_shows_every_methods_study_and_its_metrics_in_a_real_browser(compared, tmp_path):
+    """optuna-dashboard over the comparison's one file, read in headless Chromium: the study list
+    names every method's study, a study's trial page shows the metrics each trial carries, and the
+    compare-studies view renders (a screenshot is written)."""
+    pytest.importorskip("optuna_dashboard", reason='optuna-dashboard not installed (pip install -e ".[dashboard]")')
+    from analysis.dashboard import chromium_binary, dashboard, page_text, screenshot, storage_of, study_ids
+
+    if chromium_binary() is None:
+        pytest.skip("no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it where apt exists)")
+    root, _ = compared
+    storage = storage_of(root / "out")
+    ids = study_ids(storage)
+    with dashboard(storage) as base:
+        listed = page_text(base)
+        assert "ft-dense" in listed and "ga-dense" in listed
+        trials = page_text(f"{base}/studies/{ids['ga-dense']}/trials")
+        assert "avg_disparity" in trials and "ray_trial_id" in trials
+        shot = screenshot(f"{base}/compare-studies?ids={ids['ft-dense']},{ids['ga-dense']}", tmp_path / "compare.png")
+        assert shot.stat().st_size > 10_000

@@ -25,9 +25,12 @@ def test_a_pareto_study_prints_its_front_and_keeps_a_study_the_dashboard_opens(p
     study_dir, stdout = pareto_study
     assert "Pareto front:" in stdout and "non-dominated trial(s)" in stdout
     storage = re.search(r"optuna-dashboard (sqlite:///\S+)", stdout).group(1)
-    study = optuna.load_study(study_name="study", storage=storage)  # what optuna-dashboard opens
+    study = optuna.load_study(study_name="ft", storage=storage)  # what optuna-dashboard opens: a study per method
     assert len(study.trials) == 3 and len(study.directions) == 4
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert storage.endswith("front/optuna.db")  # one file for the whole run
+    for trial in study.trials:  # each trial carries its metrics and Ray trial id for the dashboard and the front
+        assert {"UA", "RA", "TA", "MIA-Efficacy", "avg_disparity", "ray_trial_id"} <= set(trial.user_attrs)
     assert 1 <= len(study.best_trials) <= 3
 
 

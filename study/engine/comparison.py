@@ -50,6 +50,7 @@ from study.records.comparison import (
     write_comparison,
 )
 from study.records.method_config import write_config
+from study.records.pareto import OPTUNA_FILE
 from study.records.paths import read_path, stored_path
 from study.records.run_log import RunLog
 from study.records.study_record import find_study_dir, read_study_record
@@ -177,7 +178,8 @@ def tune_or_reuse(method: str, request: ComparisonRequest, previous: dict, log: 
         resume=existing is not None, average_seeds=list(seeds) if len(seeds) > 1 else None,
         objective=request.objective, pareto=request.pareto, scheduler="fifo" if request.objective == PARETO else "asha",
         quiet=request.quiet, verbose=request.verbose, sampler_seed=seeds[0],
-        command=f"{request.command}  (study of {method})")
+        command=f"{request.command}  (study of {method})",
+        optuna_file=str((request.out / OPTUNA_FILE).resolve()), optuna_study=f"{method}-{request.level}")
     log(f"{method}: study of {request.budget} trials on seed(s) {' '.join(map(str, seeds))} ...")
     root.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()

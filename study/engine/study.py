@@ -17,6 +17,7 @@ sampler treats as an unrelated configuration.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -39,6 +40,9 @@ from study.records.study_record import read_study_record, write_study_record
 
 ASHA_MAX_EPOCHS, ASHA_GRACE_EPOCHS, ASHA_REDUCTION = 200, 1, 2
 REPORT_EVERY_S = 10  # the progress line's (or table's) refresh: no study is silent for longer
+# what a finished trial tells Optuna beside the objective (user attributes; optuna-dashboard shows them)
+TRIAL_ATTRIBUTES = tuple(dict.fromkeys((*METRIC_NAMES, *OBJECTIVES.values(), *PARETO_OBJECTIVES.values(), "tow",
+                                        "tow_mia", "gap/RA", "gap/TA", "run_seconds", "epoch")))
 
 
 @dataclass
@@ -67,6 +71,10 @@ class StudyRequest:
     verbose: bool = False  # Ray Tune's own trial table instead of the one-line progress (trial_progress)
     sampler_seed: int = 0
     command: str = ""
+    # the Optuna study's SQLite file and name: by default `optuna.db` in the study folder, study
+    # "study"; a comparison keeps every method's study in one file (`<out>/optuna.db`) as `<method>-<level>`
+    optuna_file: str | None = None
+    optuna_study: str = OPTUNA_STUDY
 
     @property
     def metric(self) -> str:
@@ -84,7 +92,9 @@ class StudyRequest:
     @property
     def optuna_storage(self) -> str | None:
         """The SQLite file the Optuna study lives in (`optuna-dashboard <this>` opens it); local studies only."""
-        return f"sqlite:///{(self.study_dir / OPTUNA_FILE).resolve()}" if self.local else None
+        if not self.local:
+            return None
+        return f"sqlite:///{Path(self.optuna_file or self.study_dir / OPTUNA_FILE).resolve()}"
 
     @property
     def local(self) -> bool:
@@ -294,24 +304,61 @@ def sampler_record(request: StudyRequest) -> dict | None:
 
 def optuna_search(request: StudyRequest):
     """Optuna's TPE sampler (multi-objective for a Pareto search) behind Ray Tune, its study kept in
-    `optuna.db` in the study folder, with the method's documented defaults as the first trial
-    (`points_to_evaluate`)."""
+    the request's SQLite file under its name (`optuna.db` in the study folder, or the comparison's
+    one file), with the method's documented defaults as the first trial (`points_to_evaluate`).
+    Every finished trial carries its metrics and Ray trial id as user attributes (`RecordingOptunaSearch`)."""
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the study's own progress table speaks for it
     storage = None
     if request.optuna_storage is not None:
-        if not request.resume:  # a fresh study: a file left by an earlier one of this name would mix in its trials
-            (request.study_dir / OPTUNA_FILE).unlink(missing_ok=True)
-        request.study_dir.mkdir(parents=True, exist_ok=True)
+        Path(request.optuna_storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         storage = optuna.storages.RDBStorage(request.optuna_storage)
+        if not request.resume:  # a fresh study: an earlier one of this name would mix in its trials
+            with contextlib.suppress(KeyError):  # none yet
+                optuna.delete_study(study_name=request.optuna_study, storage=storage)
     defaults = defaults_point(request)
-    return OptunaSearch(metric=request.metrics if request.objective == PARETO else request.metric,
-                        mode=["min"] * len(request.metrics) if request.objective == PARETO else "min",
-                        sampler=tpe_sampler(request.sampler_seed),
-                        points_to_evaluate=[defaults] if defaults else None,
-                        study_name=OPTUNA_STUDY, storage=storage)
+    return recording_optuna_search()(
+        metric=request.metrics if request.objective == PARETO else request.metric,
+        mode=["min"] * len(request.metrics) if request.objective == PARETO else "min",
+        sampler=tpe_sampler(request.sampler_seed), points_to_evaluate=[defaults] if defaults else None,
+        study_name=request.optuna_study, storage=storage)
+
+
+def recording_optuna_search() -> type:
+    """Ray's OptunaSearch, telling Optuna more than the objective: each trial's Ray id and reported
+    metrics (`TRIAL_ATTRIBUTES`) as user attributes, so optuna-dashboard shows UA, RA, TA,
+    MIA-Efficacy and time beside the objective and the Pareto front is read by trial id; and a
+    trial that errored, or whose objective Optuna refuses (NaN), is marked FAIL instead of only logged."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    class RecordingOptunaSearch(OptunaSearch):
+        def _setup_study(self, mode):
+            super()._setup_study(mode)
+            metrics = self._metric if isinstance(self._metric, list) else [self._metric]
+            if all(isinstance(name, str) for name in metrics):  # the dashboard labels the objectives by name
+                self._ot_study.set_metric_names(metrics)
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            ot_trial = self._ot_trials.get(trial_id)
+            if ot_trial is None or trial_id in self._completed_trials:
+                return super().on_trial_complete(trial_id, result, error)
+            ot_trial.set_user_attr("ray_trial_id", trial_id)
+            for key, value in (result or {}).items():
+                if key in TRIAL_ATTRIBUTES and isinstance(value, (int, float)) and math.isfinite(value):
+                    ot_trial.set_user_attr(key, float(value))
+            if not error:
+                try:
+                    return super().on_trial_complete(trial_id, result, error)
+                except Exception:  # noqa: BLE001 - Optuna refused the values; the trial is recorded failed below
+                    pass
+            if trial_id not in self._completed_trials:
+                self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+                self._completed_trials.add(trial_id)
+            return None
+
+    return RecordingOptunaSearch
 
 
 def check_request(request: StudyRequest) -> None:
@@ -365,6 +412,7 @@ def run_study(request: StudyRequest, log: Log, ray_start_seconds: float = 0.0) -
               "objectives": request.metrics, "selected_on": selection_note(request.experiment),
               "defaults_first": request.method_space.uses_optuna,
               "optuna_storage": request.optuna_storage if request.method_space.uses_optuna else None,
+              "optuna_study": request.optuna_study if request.method_space.uses_optuna else None,
               "sampler": sampler_record(request), "versions": package_versions(),
               "average_seeds": request.average_seeds, "command": request.command, "status": "running"}
     if request.local:

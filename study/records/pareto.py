@@ -3,8 +3,8 @@
 `python -m study.tune --objective pareto` minimises several gaps to Retrain at once (forgetting,
 utility, MIA, time; `study.evaluation.names.PARETO_OBJECTIVES`). Optuna decides which trials are
 non-dominated (`Study.best_trials`, on the values each trial reported last); each is matched to
-its Ray trial by its parameters, so the front carries everything the trial table does (trial id,
-folder, every metric).
+its Ray trial by the Ray trial id it carries (by its parameters for studies kept before the id was
+recorded), so the front carries everything the trial table does (trial id, folder, every metric).
 
 Choosing one point of the front, for `study.export` and `study.compare`, follows a stated rule:
   - `balanced`: each objective scaled to [0, 1] over the front (min to max), the smallest sum;
@@ -19,20 +19,27 @@ import pandas as pd
 
 from study.core.errors import UserError
 from study.evaluation.names import PARETO_OBJECTIVES
+from study.records.study_record import read_study_record
 
 OPTUNA_FILE, OPTUNA_STUDY = "optuna.db", "study"  # as study.engine.study keeps them
 PICK_RULES = ("balanced", *PARETO_OBJECTIVES)
 
 
 def load_optuna_study(study_dir: str | Path):  # noqa: ANN201 - an optuna.Study
-    """The Optuna study kept in a study folder (what `optuna-dashboard sqlite:///<folder>/optuna.db` opens)."""
+    """The Optuna study of a study folder: where its study.json says it is kept (a comparison keeps
+    every method's in one `optuna.db` beside them, named `<method>-<level>`), else `optuna.db` in the
+    folder under the name "study" (studies kept before the name was recorded)."""
     import optuna
 
-    path = Path(study_dir).resolve() / OPTUNA_FILE
+    record = read_study_record(Path(study_dir)) or {}
+    storage, name = record.get("optuna_storage"), record.get("optuna_study") or OPTUNA_STUDY
+    path = Path(storage.removeprefix("sqlite:///")) if storage and storage.startswith("sqlite:///") else None
+    if path is None or not path.is_file():
+        path = Path(study_dir).resolve() / OPTUNA_FILE
     if not path.is_file():
         raise UserError(f"{study_dir} keeps no Optuna study ({OPTUNA_FILE}); it was not searched by Optuna here")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=OPTUNA_STUDY, storage=f"sqlite:///{path}")
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{path}")
 
 
 def _same(a, b) -> bool:
@@ -49,6 +56,13 @@ def front(trials: pd.DataFrame, study_dir: str | Path, objectives: list[str]) ->
     best = load_optuna_study(study_dir).best_trials
     rows = []
     for ot_trial in best:
+        ray_id = ot_trial.user_attrs.get("ray_trial_id")
+        if ray_id is not None and "trial_id" in trials:  # recorded with the trial: read by id
+            by_id = trials[trials["trial_id"] == ray_id]
+            if not by_id.empty:
+                rows.append(by_id.iloc[0])
+                continue
+        # studies kept before trial ids were recorded: matched by parameter values
         wanted = {name.replace("/", "."): value for name, value in ot_trial.params.items()}
         match = trials
         for column, value in wanted.items():
