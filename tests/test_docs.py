@@ -48,3 +48,13 @@ def test_every_command_option_exists(document):
             if f'"{flag}"' not in source and f'"{flag}"' not in SHARED_FLAGS:
                 unknown.append(f"{module or script} {flag}")
     assert not unknown, f"{document.name} shows options the commands do not define: {sorted(set(unknown))}"
+
+
+def test_the_readme_quotes_no_test_count_that_could_go_stale():
+    """Counts and timings of the README itself live in docs/readme-numbers.md, written by
+    bench/readme_numbers.py, not in prose that every new test would make wrong."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    assert not re.findall(r"\b\d+ (?:tests|passed)\b", text)
+    assert "docs/readme-numbers.md" in text and (ROOT / "bench" / "readme_numbers.py").is_file()
