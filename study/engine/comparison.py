@@ -41,6 +41,7 @@ from study.engine.spaces import MethodSpace, SearchSpace, load_space
 from study.engine.study import StudyRequest, run_study, selection_note
 from study.evaluation.names import MIA_SUBSETS, PARETO, PARETO_OBJECTIVES
 from study.experiment.config import ExperimentConfig
+from study.experiment.prepare import Prepared
 from study.methods import method_class
 from study.records.comparison import (
     REFERENCE_ROWS,
@@ -310,20 +311,33 @@ def evaluate_configs(request: ComparisonRequest, configs: dict[str, dict], defau
             *((method, params, replace(probes, mia_subsets=0)) for method, params in defaults.items()
               if method in configs)]
     if request.eval_workers > 1:
-        evaluate_in_workers(request, runs, run_log, log)
+        evaluate_in_workers(request, runs, run_log, log, prepared_for)
         return
+    tasks, _ = pending_row_tasks(runs, request.eval_seeds, lambda m, p, seed: row_key(request, m, p, seed), run_log,
+                                 log, prepared_for)
+    rerun = [task.key for task in tasks]  # rows kept against other references run again, as missing ones do
     with stop_after_run_in_flight(log) as stop:
         for method, params, row_probes in runs:
             rows_per_seed(method, params, request.eval_seeds, request.preset, request.experiment.forget,
-                          request.experiment.sparsity, prepared_for, run_log, log, row_probes, judge_for, stop)
+                          request.experiment.sparsity, prepared_for, run_log, log, row_probes, judge_for, stop,
+                          rerun=rerun)
         stop.raise_if_requested()
 
 
+def row_key(request: ComparisonRequest, method: str, params: dict, seed: int) -> dict:
+    """The run-log key of one evaluation row of this comparison."""
+    from study.records.run_log import run_key
+
+    return run_key(request.preset, request.experiment.forget, method, request.experiment.sparsity, seed, params)
+
+
 def pending_row_tasks(runs: list[tuple[str, dict, RowProbes]], seeds: list[int],
-                      key_of: Callable[[str, dict, int], dict], run_log: RunLog, log: Log = print) -> tuple[list, int]:
+                      key_of: Callable[[str, dict, int], dict], run_log: RunLog, log: Log = print,
+                      prepared_for: Callable[[int], Prepared] | None = None) -> tuple[list, int]:
     """The evaluation rows still to run, one per run key, and how many distinct rows there are.
     A kept row measured by another version of its method (`UnlearningMethod.fingerprint`) runs
-    again, and one line per method says how many.
+    again, and one line per method says how many; so does, given `prepared_for`, a kept row
+    measured against another original or Retrain than the cache's (`stale_reference_keys`).
 
     A method whose chosen configuration is its defaults lists the same row twice (chosen, then
     defaults); it runs once, with the first entry's probes (the chosen row's, which include
@@ -343,20 +357,49 @@ def pending_row_tasks(runs: list[tuple[str, dict, RowProbes]], seeds: list[int],
     for method, count in superseded.items():
         log(f"{method}: {count} kept row(s) measured by another version of it (defaults, declarations or "
             "revision changed, or kept before versions were recorded): run again")
+    if prepared_for is not None:
+        pending = {tuple(sorted(task.key.items())) for task in tasks}
+        stale = stale_reference_keys([task.key for task in distinct.values()], pending, run_log, prepared_for, log)
+        tasks += [distinct[key] for key in stale]
     return tasks, len(distinct)
 
 
+def stale_reference_keys(keys: list[dict], pending: set[tuple], run_log: RunLog,
+                         prepared_for: Callable[[int], Prepared], log: Log = print) -> list[tuple]:
+    """Kept rows (of `keys`, not in `pending`) measured against another original or Retrain than the
+    ones this cache holds for their seed, by the weights digests each row records. Only a seed that
+    has rows to run anyway is prepared for the check (its models are needed then), so resuming a
+    finished comparison trains nothing; a row kept before digests were recorded cannot be checked
+    and is kept (the table says which rows name no reference). One line per seed with stale rows."""
+    by_seed: dict[int, list[dict]] = {}
+    for key in keys:
+        by_seed.setdefault(int(key["seed"]), []).append(key)
+    stale = []
+    for seed, seed_keys in sorted(by_seed.items()):
+        if not any(tuple(sorted(key.items())) in pending for key in seed_keys):
+            continue
+        kept = [(key, run_log.get(key)) for key in seed_keys
+                if tuple(sorted(key.items())) not in pending and run_log.get(key) is not None]
+        if not kept:
+            continue
+        digests = prepared_for(seed).reference_digests()
+        other = [key for key, row in kept
+                 if any(isinstance(row.get(name), str) and row[name] != value for name, value in digests.items())]
+        if other:
+            log(f"seed {seed}: {len(other)} kept row(s) were measured against another original or Retrain than "
+                f"this cache holds ({', '.join(f'{k} {v}' for k, v in digests.items())}): run again")
+            stale += [tuple(sorted(key.items())) for key in other]
+    return stale
+
+
 def evaluate_in_workers(request: ComparisonRequest, runs: list[tuple[str, dict, RowProbes]], run_log: RunLog,
-                        log: Log) -> None:
+                        log: Log, prepared_for: Callable[[int], Prepared] | None = None) -> None:
     """The rows of `runs` (method, params, probes) not yet in the run log, `request.eval_workers` at
     a time in their own processes (`study.engine.row_pool`); each is recorded as soon as it returns."""
     from study.engine.row_pool import rows_in_workers, threads_per_worker
-    from study.records.run_log import run_key
 
-    def key_of(method: str, params: dict, seed: int) -> dict:
-        return run_key(request.preset, request.experiment.forget, method, request.experiment.sparsity, seed, params)
-
-    tasks, total = pending_row_tasks(runs, request.eval_seeds, key_of, run_log, log)
+    tasks, total = pending_row_tasks(runs, request.eval_seeds, lambda m, p, seed: row_key(request, m, p, seed),
+                                     run_log, log, prepared_for)
     log(f"evaluation: {total - len(tasks)} of {total} rows kept in {run_log.path}; {len(tasks)} to run, "
         f"{request.eval_workers} at a time ({threads_per_worker(request.eval_workers)} thread(s) each); "
         "Ctrl+C keeps the rows in flight and starts no more")

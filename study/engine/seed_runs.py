@@ -70,8 +70,9 @@ def evaluation_row(prepared: Prepared, method: str, params: dict, key: dict, pro
 def rows_per_seed(method: str, params: dict, seeds: list[int], preset: str, forget: str, sparsity: float,
                   prepared_for: Callable[[int], Prepared], run_log: RunLog, log: Log = print,
                   probes: RowProbes = RowProbes(), judge_for: Callable[[int], Callable] | None = None,
-                  stop: StopRequest | None = None) -> list[dict]:
+                  stop: StopRequest | None = None, rerun: list[dict] = ()) -> list[dict]:
     """One row per seed for `method` at `params`, from the run log or run now (and added to it).
+    A key in `rerun` runs again even when a row is kept (measured against other references).
     With `stop` (`study.core.stopping`), a Ctrl+C during a run ends the loop once that run is kept."""
     rows = []
     for seed in seeds:
@@ -79,7 +80,7 @@ def rows_per_seed(method: str, params: dict, seeds: list[int], preset: str, forg
             stop.raise_if_requested()
         key = run_key(preset, forget, method, sparsity, seed, params)
         fingerprint = method_class(method).fingerprint()
-        row = run_log.reusable(key, fingerprint)
+        row = None if key in rerun else run_log.reusable(key, fingerprint)
         if row is not None:
             log(f"  {method} on seed {seed}: kept from {run_log.path}")
         else:
