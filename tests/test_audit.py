@@ -59,10 +59,13 @@ def test_audit_on_digits_retrain_is_at_chance_and_original_is_not(cache_dir):
     config = experiment_from_preset("digits", epochs=FAST_EPOCHS, forget="class:3")
     rows = {row.label.split(" ")[0]: row for row in audit_rows(config, str(cache_dir), [], k=3, log=lambda m: None)}
     assert rows["original"].auc > 0.9 and rows["original"].tpr_1 > 0.5
-    # KLoM on the forgotten class: the original's margins are far from the retrained models', the
-    # further retrained models' are not
-    assert rows["original"].klom_forget > rows["retrain"].klom_forget
-    assert all(math.isfinite(getattr(rows["retrain"], f"klom_{part}")) for part in ("forget", "retain", "test"))
+    # KLoM at K = 3: the 95th percentile sits at its ceiling log(1 / 1e-5) even for the Retrain floor
+    # (klom.py's docstring: small K saturates), so only its bounds and order can be asserted here;
+    # the KLoM tests below check that it separates margins at larger K
+    ceiling = math.log(1 / 1e-5) + 1e-9
+    for row in rows.values():
+        assert all(0 <= getattr(row, f"klom_{part}") <= ceiling for part in ("forget", "retain", "test"))
+    assert rows["original"].klom_forget >= rows["retrain"].klom_forget
 
 
 def test_binned_kl_by_hand_with_easydubs_open_right_edge():
