@@ -85,6 +85,15 @@ def noise_scale(pixel_std: tuple[float, ...], sigma: float = SENSITIVITY_SIGMA) 
     return (sigma / torch.tensor(pixel_std, dtype=torch.float32)).view(1, -1, 1, 1)
 
 
+def noisy_copies(x: torch.Tensor, noise_copies: int, generator: torch.Generator,
+                 pixel_std: tuple[float, ...] = (1.0,), sigma: float = SENSITIVITY_SIGMA) -> torch.Tensor:
+    """The m copies of batch x under Gaussian noise of `sigma` on the [0, 1] pixel scale, stacked as
+    one batch of m x B images (copy k is rows k*B .. (k+1)*B - 1)."""
+    noise = torch.randn((noise_copies, *x.shape), generator=generator).to(x.device)
+    noise = noise * noise_scale(pixel_std, sigma).to(x.device).unsqueeze(0)
+    return (x.unsqueeze(0) + noise).flatten(0, 1)
+
+
 def attack_inputs(defender: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, noise_copies: int,
                   generator: torch.Generator, use_softmax: bool = False, pixel_std: tuple[float, ...] = (1.0,),
                   copies_per_forward: int | None = None, sigma: float = SENSITIVITY_SIGMA) -> AttackInputs:
@@ -100,9 +109,7 @@ def attack_inputs(defender: nn.Module, x: torch.Tensor, y: torch.Tensor, num_cla
     1e-3, so the statistics agree to within that noise, and smaller forwards run faster on CPU.
     """
     batch = x.shape[0]
-    noise = torch.randn((noise_copies, *x.shape), generator=generator).to(x.device)
-    noise = noise * noise_scale(pixel_std, sigma).to(x.device).unsqueeze(0)
-    stacked = torch.cat([x, (x.unsqueeze(0) + noise).flatten(0, 1)])
+    stacked = torch.cat([x, noisy_copies(x, noise_copies, generator, pixel_std, sigma)])
     rows = len(stacked) if copies_per_forward is None else copies_per_forward * batch
     with full_precision(x.device.type):  # under bf16 the 1e-3 noise would round away: these forwards stay fp32
         pieces = [defender.forward_with_features(stacked[start:start + rows])
@@ -122,11 +129,9 @@ def batch_norm_forwards(defender: nn.Module, x: torch.Tensor, noise_copies: int,
     copies as one batch. In train mode each forward moves the batch-norm running statistics once
     (momentum 0.1), so after DAU's class-wise switch these keep the forget batches' weight in them
     what it is in the reference's loop (2 forwards per batch, not the 1 + m of `attack_inputs`)."""
-    noise = torch.randn((noise_copies, *x.shape), generator=generator).to(x.device)
-    noise = noise * noise_scale(pixel_std, sigma).to(x.device).unsqueeze(0)
     with full_precision(x.device.type):
         defender(x)
-        defender((x.unsqueeze(0) + noise).flatten(0, 1))
+        defender(noisy_copies(x, noise_copies, generator, pixel_std, sigma))
 
 
 def membership_accuracy(joint_logits: torch.Tensor, members: int) -> float:
