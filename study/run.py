@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                    "original": prepared.original_metrics, "references": prepared.reference_digests(),
                    "time_ratio_to_retrain": time_ratio(result.run_seconds, prepared.retrain_seconds),
                    **result.artifact_seconds, "epochs": result.epochs}
-        margins = example_margins(result.model, prepared.data, prepared.splits, device)
+        margins = example_margins(result.model, prepared.data, prepared.splits, device, result.predictions)
         folder = write_run_folder(Path(args.out), result.model, prepared.splits, config, metrics, args.overwrite,
                                   margins)
         print(f"\nwrote {folder}/ (metrics.json, model.pt, config.json, splits.npz, margins.npz)")

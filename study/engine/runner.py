@@ -24,6 +24,9 @@ class MethodResult:
     run_seconds: float
     epochs: list[dict] = field(default_factory=list)
     artifact_seconds: dict[str, float] = field(default_factory=dict)  # shared artifacts, not in run_seconds
+    # the test-view (logits, labels) its metrics were computed from; None for the reference rows,
+    # whose metrics come from the cache
+    predictions: tuple | None = None
 
 
 def run_method(prepared: Prepared, method: UnlearningMethod, log: Log = print,
@@ -39,12 +42,13 @@ def run_method(prepared: Prepared, method: UnlearningMethod, log: Log = print,
                             dict(prepared.original_metrics), 0.0)
     epochs: list[dict] = []
     last_metrics: dict[str, float] = {}
+    kept: dict = {}  # the last evaluation's predictions, reused by the row's margins and probes
 
     def on_epoch(epoch: int, model: torch.nn.Module, logs: dict) -> None:
         row = {"epoch": epoch + 1, **logs}
         if eval_every_epoch:
             last_metrics.clear()
-            last_metrics.update(prepared.evaluate(model))
+            last_metrics.update(prepared.evaluate(model, keep=kept))
             row.update(last_metrics)
         epochs.append(row)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch",) and isinstance(v, float))
@@ -52,6 +56,6 @@ def run_method(prepared: Prepared, method: UnlearningMethod, log: Log = print,
 
     model = method.unlearn(prepared.fresh_original(), prepared.unlearn_data(log), callbacks=[on_epoch])
     seconds = method.setup_seconds + sum(row["seconds"] for row in epochs)
-    metrics = dict(last_metrics) if last_metrics else prepared.evaluate(model)  # the last epoch's, not again
+    metrics = dict(last_metrics) if last_metrics else prepared.evaluate(model, keep=kept)  # the last epoch's
     return MethodResult(method.name, method.params, model, metrics, seconds, epochs,
-                        method.shared_artifact_seconds())
+                        method.shared_artifact_seconds(), kept.get("predictions"))

@@ -16,7 +16,7 @@ import torch
 from study.core.progress import Log
 from study.core.stopping import StopRequest
 from study.engine.runner import run_method
-from study.evaluation.evaluate import mia_efficacy_spread
+from study.evaluation.evaluate import mia_efficacy_spread, split_logits
 from study.evaluation.margins import example_margins
 from study.evaluation.metrics import METRICS_VERSION
 from study.evaluation.relearn import relearn_ua
@@ -51,14 +51,16 @@ def evaluation_row(prepared: Prepared, method: str, params: dict, key: dict, pro
            "retrain_threads": prepared.retrain_threads, "precision": prepared.config.precision,
            **prepared.reference_digests(),
            "metrics_version": METRICS_VERSION}
+    # one prediction pass per row: the evaluation's, or (reference rows, evaluated when cached) one here
+    predictions = result.predictions or split_logits(result.model, prepared.data, prepared.splits, prepared.device)
     if probes.mia_subsets:
-        row["mia_subsets_mean"], row["mia_subsets_std"] = mia_efficacy_spread(
-            result.model, prepared.data, prepared.splits, key["seed"], probes.mia_subsets, prepared.device)
+        row["mia_subsets_mean"], row["mia_subsets_std"] = mia_efficacy_spread(predictions, key["seed"],
+                                                                              probes.mia_subsets)
     if probes.relearn_steps:
         row["relearn_UA"] = relearn_ua(result.model, prepared.data, prepared.splits, probes.relearn_steps,
                                        key["seed"], prepared.device)
         row["relearn_steps"] = probes.relearn_steps
-    row["margins"] = example_margins(result.model, prepared.data, prepared.splits, prepared.device)
+    row["margins"] = example_margins(result.model, prepared.data, prepared.splits, prepared.device, predictions)
     if judge is not None:
         attacks = judge(result.model)
         row.update({k: v for k, v in attacks.items() if k.startswith("heldout/")})

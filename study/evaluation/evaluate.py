@@ -50,24 +50,30 @@ def split_logits(model: torch.nn.Module, data: ImageDataset, splits: Splits, dev
     return logits, labels
 
 
+Predictions = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]  # split_logits' (logits, labels)
+
+
 def evaluate_model(model: torch.nn.Module, data: ImageDataset, splits: Splits, seed: int,
-                   device: str = "cpu", view: str = "test") -> dict[str, float]:
+                   device: str = "cpu", view: str = "test", keep: dict | None = None) -> dict[str, float]:
     """UA, RA, TA, MIA-Efficacy and the metric MIAs of `model` in a view (about 20 s on the proxy's
-    test view at one thread: the predictions, then the SVM; progress shown between the two)."""
+    test view at one thread: the predictions, then the SVM; progress shown between the two).
+    With `keep`, its "predictions" entry is set to the (logits, labels) the metrics read, so a caller
+    that needs them again (margins, MIA-Efficacy's spread) does not predict a second time."""
     with Progress(2, "evaluating" if view == "test" else "evaluating (selection set)", "part") as progress:
         logits, labels = split_logits(model, data, splits, device, view)
+        if keep is not None:
+            keep["predictions"] = (logits, labels)
         progress.update()
         metrics = unlearning_metrics(logits, labels, seed=seed)
         progress.update()
     return metrics
 
 
-def mia_efficacy_spread(model: torch.nn.Module, data: ImageDataset, splits: Splits, seed: int, subsets: int = 5,
-                        device: str = "cpu") -> tuple[float, float]:
+def mia_efficacy_spread(predictions: Predictions, seed: int, subsets: int = 5) -> tuple[float, float]:
     """MIA-Efficacy's mean and standard deviation over `subsets` member subsets of retain (seeds
-    seed*1000 .. seed*1000+subsets-1): how much the paper's single-subset value depends on which
-    retain samples the SVM was fitted on."""
-    logits, labels = split_logits(model, data, splits, device)
+    seed*1000 .. seed*1000+subsets-1), from a model's test-view `predictions` (`split_logits`): how
+    much the paper's single-subset value depends on which retain samples the SVM was fitted on."""
+    logits, labels = predictions
     confidences = {name: true_label_confidence(logits[name], labels[name]) for name in ("retain", "test", "forget")}
     values = [mia_efficacy(confidences["retain"], confidences["test"], confidences["forget"], seed=seed * 1000 + k)
               for k in tracked(range(subsets), subsets, "MIA-Efficacy over member subsets", "SVM")]

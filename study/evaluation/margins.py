@@ -14,16 +14,17 @@ import torch
 
 from study.core.data import ImageDataset
 from study.core.splits import Splits
-from study.evaluation.evaluate import split_logits
+from study.evaluation.evaluate import Predictions, split_logits
 from study.evaluation.lira import logit_scaled_confidence
 
 MARGIN_SETS = ("forget", "retain", "test")
 
 
-def example_margins(model: torch.nn.Module, data: ImageDataset, splits: Splits,
-                    device: str = "cpu") -> dict[str, np.ndarray]:
-    """Margins on the forget, retain and test sets (test view), float16, in each set's split order."""
-    logits, labels = split_logits(model, data, splits, device, view="test")
+def example_margins(model: torch.nn.Module, data: ImageDataset, splits: Splits, device: str = "cpu",
+                    predictions: Predictions | None = None) -> dict[str, np.ndarray]:
+    """Margins on the forget, retain and test sets (test view), float16, in each set's split order;
+    from `predictions` (the evaluation's test-view logits and labels) where given, else predicted."""
+    logits, labels = predictions or split_logits(model, data, splits, device, view="test")
     return {name: logit_scaled_confidence(logits[name], labels[name]).astype(np.float16)
             for name in MARGIN_SETS if name in logits}
 

@@ -92,10 +92,10 @@ class Prepared:
             self._reference_by_view[view] = {**metrics, **retrain_gaps(metrics, metrics)}
         return self._reference_by_view[view]
 
-    def evaluate(self, model: torch.nn.Module, view: str = "test") -> dict[str, float]:
+    def evaluate(self, model: torch.nn.Module, view: str = "test", keep: dict | None = None) -> dict[str, float]:
         """UA, RA, TA, MIA-Efficacy of `model` in a view, plus Avg. Disparity, ToW, ToW-MIA and the
-        per-metric gaps when Retrain's metrics are known."""
-        metrics = evaluate_model(model, self.data, self.splits, self.config.seed, self.device, view)
+        per-metric gaps when Retrain's metrics are known (`keep`: see `evaluate_model`)."""
+        metrics = evaluate_model(model, self.data, self.splits, self.config.seed, self.device, view, keep)
         reference = self.reference_metrics(view)
         if reference is not None:
             metrics.update(retrain_gaps(metrics, reference))
