@@ -200,16 +200,18 @@ def side_by_side(runs_by_level: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def disparity_figure(runs: pd.DataFrame, folder: Path, level: str) -> Path:
-    """Avg. Disparity against time / Retrain, one point per tuned method: the comparison folder's
-    `disparity_vs_time_<level>.png` (written by `study.compare`, redrawn by `--figures`)."""
+    """Avg. Disparity against time / Retrain, one point per tuned method (per method at its defaults
+    where nothing was tuned, budget 0): the comparison folder's `disparity_vs_time_<level>.png`
+    (written by `study.compare`, redrawn by `--figures`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     runs = with_time_ratios(runs[~runs["method"].isin(REFERENCE_ROWS)])
-    if "variant" in runs:
-        runs = runs[runs["variant"] != DEFAULTS]
+    tuned = (runs["variant"] != DEFAULTS) if "variant" in runs else None
+    if tuned is not None and tuned.any():
+        runs = runs[tuned]
     means = runs.groupby("method")[["avg_disparity", "time_ratio"]].mean()
     figure, axes = plt.subplots(figsize=(6, 4))
     axes.scatter(means["time_ratio"], means["avg_disparity"])
@@ -220,7 +222,8 @@ def disparity_figure(runs: pd.DataFrame, folder: Path, level: str) -> Path:
         axes.set_yscale("log")
     axes.set_xlabel("run time / Retrain's")
     axes.set_ylabel("Avg. Disparity (lower is better" + (", log scale)" if log_scale else ")"))
-    axes.set_title("tuned methods on the evaluation seeds (mean)")
+    axes.set_title(("tuned methods" if tuned is None or tuned.any() else "methods at their documented defaults")
+                   + " on the evaluation seeds (mean)")
     figure.tight_layout()
     place_labels(axes, [(display_name(method), row["time_ratio"], row["avg_disparity"])
                         for method, row in means.sort_values("avg_disparity").iterrows()])
@@ -284,14 +287,17 @@ def render(record: dict, runs_by_level: dict[str, pd.DataFrame], subsets: int, f
     source = record.get("configs_from")
     where = (f" on forget {source['forget']} by the comparison in `{source['folder']}` (not on this forget set)"
              if source else "")
+    tuned = ("No method tuned (budget 0): every method at its documented defaults. Mean ± std over evaluation "
+             f"seeds {seeds}, on the test set" if record["budget"] == 0 else
+             f"Every method tuned with {record['budget']} trials on seed(s) "
+             f"{', '.join(map(str, record['tune_seeds']))} ({record['objective']}){where}"
+             + (", each study's first trial at the method's documented defaults" if record.get("defaults_first")
+                else "") + f"; trials scored on: {selected}. Mean ± std over evaluation seeds {seeds}, on the "
+             "test set" + ("; \"(defaults)\" rows run the documented defaults on the same seeds"
+                           if record.get("defaults_first") else ""))
     sections = [f"Command: `{record['command']}`", "",
-                f"{experiment['dataset']} / {experiment['model']}, forget {experiment['forget']}. Every method tuned "
-                f"with {record['budget']} trials on seed(s) {', '.join(map(str, record['tune_seeds']))} "
-                f"({record['objective']}){where}"
-                + (", each study's first trial at the method's documented defaults" if record.get("defaults_first")
-                   else "") + f"; trials scored on: {selected}. Mean ± std over evaluation seeds {seeds}, on the "
-                "test set" + ("; \"(defaults)\" rows run the documented defaults on the same seeds"
-                              if record.get("defaults_first") else "") + ". ToW and ToW-MIA: products of "
+                f"{experiment['dataset']} / {experiment['model']}, forget {experiment['forget']}. {tuned}"
+                + ". ToW and ToW-MIA: products of "
                 "(1 − gap) over UA (or MIA-Efficacy), RA and TA against Retrain, 1 is Retrain. time / Retrain "
                 "leaves out artifacts shared by every run on one original (DAU's attacker pre-training); the "
                 "column beside it adds them.", ""]

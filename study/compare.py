@@ -48,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog=__doc__.split("\n\n", 1)[1])
     tunable = tunable_methods()
     parser.add_argument("--methods", nargs="+", default=tunable, help=f"methods to compare (default: {' '.join(tunable)})")
-    parser.add_argument("--budget", type=int, default=16, help="trials per method, the same for every method (default 16)")
+    parser.add_argument("--budget", type=int, default=16,
+                        help="trials per method, the same for every method (default 16); 0: no study, every "
+                             "method at its documented defaults on the evaluation seeds (a defaults-only table, "
+                             "without a tuning seed's models and trials)")
     parser.add_argument("--tune-seeds", type=int, nargs="+", default=[0], help="seeds the studies tune on (default 0)")
     parser.add_argument("--eval-seeds", type=int, nargs="+", default=[1, 2, 3],
                         help="seeds the chosen configurations are evaluated on; never seen by a study (default 1 2 3)")
@@ -107,8 +110,10 @@ def check_arguments(args: argparse.Namespace) -> None:
     if unknown:
         raise UserError(f"--methods: {', '.join(unknown)} cannot be compared; choose from "
                         f"{', '.join(tunable_methods())} (Original and Retrain are always shown as reference rows)")
-    if args.budget < 1:
-        raise UserError("--budget must be at least 1")
+    if args.budget < 0:
+        raise UserError("--budget must be 0 (documented defaults only, no study) or more trials")
+    if args.budget == 0 and (args.configs_from or args.studies_only):
+        raise UserError("--budget 0 tunes nothing, so it takes neither --configs-from nor --studies-only")
     if args.eval_workers < 1:
         raise UserError("--eval-workers must be at least 1")
     if args.relearn < 0:
@@ -159,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     log = lambda message: print(message, flush=True)  # noqa: E731
     tuned = (f"configurations chosen by {args.configs_from} (forget {source['configs_from']['forget']}; "
              f"{request.budget} trials per method on seed(s) {' '.join(map(str, request.tune_seeds))}), not tuned here"
-             if source else f"budget: {args.budget} trials per method, the same for every method; tuning seed(s) "
+             if source else "budget 0: no study, every method at its documented defaults" if not args.budget
+             else f"budget: {args.budget} trials per method, the same for every method; tuning seed(s) "
              f"{' '.join(map(str, args.tune_seeds))}")
     log(f"{tuned}; evaluation seed(s) {' '.join(map(str, args.eval_seeds))}; level {request.level}")
     began = time.perf_counter()

@@ -73,7 +73,8 @@ def test_running_it_again_computes_nothing_new(compared, cache_dir):
 
 @pytest.mark.parametrize("args, needle", [
     (["--eval-seeds", "0"], "both tuning and evaluation seeds"),
-    (["--budget", "0"], "--budget"),
+    (["--budget", "-1"], "--budget"),
+    (["--budget", "0", "--studies-only"], "tunes nothing"),
     (["--methods", "retrain"], "cannot be compared"),
 ])
 def test_bad_arguments_are_one_line(tmp_path, args, needle):
@@ -209,6 +210,25 @@ def test_configurations_chosen_on_one_forget_set_are_evaluated_on_another(compar
                           (("--eval-seeds", "2", "--epochs", "5"), "differs in recipe")):
         refused = run_in_process("study.compare", *common, *extra, "--out", str(tmp_path / "refused"))
         assert refused.returncode != 0 and needle in refused.stderr.strip().splitlines()[-1]
+
+
+def test_budget_zero_evaluates_the_documented_defaults_without_a_study(cache_dir, tmp_path):
+    """--budget 0: no tuning seed's models, no Ray, no study; every method's defaults row on the
+    evaluation seeds with every probe, and the table says nothing was tuned."""
+    result = run_in_process("study.compare", "--methods", "ft", "ga", "--budget", "0", "--eval-seeds", "1",
+                            "--epochs", str(FAST_EPOCHS), "--relearn", "0", "--no-heldout", "--cache-dir",
+                            str(cache_dir), "--out", str(tmp_path / "out"), "--quiet")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "budget 0: no study" in result.stdout and "study of" not in result.stdout
+    assert not (tmp_path / "out" / "studies").exists() and not (tmp_path / "out" / "configs").exists()
+    record = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert record["budget"] == 0 and record["levels"]["dense"]["configs"] == {}
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv")
+    assert set(runs["seed"]) == {1} and set(runs["method"]) == {"retrain", "original", "ft", "ga"}
+    assert runs.loc[runs["method"].isin(["ft", "ga"]), "mia_subsets_std"].notna().all()
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "No method tuned (budget 0)" in table and "FT (defaults)" in table and "GA (defaults)" in table
+    assert "| FT |" not in table
 
 
 def test_a_method_whose_version_changed_is_tuned_and_evaluated_again(compared, cache_dir, tmp_path):

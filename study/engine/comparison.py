@@ -236,7 +236,7 @@ def run_comparison(request: ComparisonRequest, previous: dict, log: Log) -> dict
             if not started:
                 started.append(stack.enter_context(ray_session(None)))
 
-        for method in request.methods:
+        for method in request.methods if request.budget else ():  # budget 0: documented defaults only
             if method in request.transferred:
                 log(f"{method}: configuration chosen by {request.source['configs_from']['folder']}, not tuned here")
                 transferred = request.transferred[method]
@@ -290,7 +290,8 @@ def keep_trial_tables(studies: dict[str, dict], defaults: dict[str, dict], reque
 def evaluate_configs(request: ComparisonRequest, configs: dict[str, dict], defaults: dict[str, dict],
                      log: Log) -> None:
     """The reference rows, each method at its documented defaults and at its chosen configuration
-    on every evaluation seed (kept in runs.csv; a configuration equal to the defaults runs once);
+    on every evaluation seed (kept in runs.csv; a configuration equal to the defaults runs once; with
+    budget 0 there is none, and the defaults rows get every probe, MIA-Efficacy's subsets included);
     a seed's data, models and held-out attackers are prepared only when one of its rows is missing."""
     from study.engine.row_pool import PreparedSeeds
     from study.evaluation.heldout import RetrainFreeJudge
@@ -308,8 +309,8 @@ def evaluate_configs(request: ComparisonRequest, configs: dict[str, dict], defau
     probes = RowProbes(MIA_SUBSETS, request.relearn_steps, request.heldout)
     # the defaults rows skip MIA-Efficacy's 5-subset diagnostic (5 more SVMs, about a minute a row on the proxy)
     runs = [*((name, {}, probes) for name in REFERENCE_ROWS), *((m, p, probes) for m, p in configs.items()),
-            *((method, params, replace(probes, mia_subsets=0)) for method, params in defaults.items()
-              if method in configs)]
+            *((method, params, replace(probes, mia_subsets=0) if request.budget else probes)
+              for method, params in defaults.items() if method in configs or not request.budget)]
     if request.eval_workers > 1:
         evaluate_in_workers(request, runs, run_log, log, prepared_for)
         return
@@ -317,10 +318,11 @@ def evaluate_configs(request: ComparisonRequest, configs: dict[str, dict], defau
                                  log, prepared_for)
     rerun = [task.key for task in tasks]  # rows kept against other references run again, as missing ones do
     with stop_after_run_in_flight(log) as stop:
-        for method, params, row_probes in runs:
-            rows_per_seed(method, params, request.eval_seeds, request.preset, request.experiment.forget,
-                          request.experiment.sparsity, prepared_for, run_log, log, row_probes, judge_for, stop,
-                          rerun=rerun)
+        for seed in request.eval_seeds:  # seed by seed: a comparison stopped early holds whole seeds
+            for method, params, row_probes in runs:
+                rows_per_seed(method, params, [seed], request.preset, request.experiment.forget,
+                              request.experiment.sparsity, prepared_for, run_log, log, row_probes, judge_for, stop,
+                              rerun=rerun)
         stop.raise_if_requested()
 
 
@@ -346,8 +348,8 @@ def pending_row_tasks(runs: list[tuple[str, dict, RowProbes]], seeds: list[int],
     from study.engine.row_pool import RowTask
 
     distinct: dict[tuple, RowTask] = {}  # run_key's columns -> the first task asking for them
-    for method, params, probes in runs:
-        for seed in seeds:
+    for seed in seeds:  # seed by seed, so a comparison stopped early holds every method on its first seeds
+        for method, params, probes in runs:
             key = key_of(method, params, seed)
             distinct.setdefault(tuple(sorted(key.items())), RowTask(method, params, key, probes))
     tasks = [task for task in distinct.values()

@@ -134,7 +134,7 @@ def level_runs(record: dict, run_log: RunLog, preset: str) -> dict[str, pd.DataF
         chosen = [*((name, {}, TUNED) for name in REFERENCE_ROWS),
                   *((method, params, TUNED) for method, params in entry.get("configs", {}).items()),
                   *((method, params, DEFAULTS) for method, params in (entry.get("defaults") or {}).items()
-                    if method in entry.get("configs", {}))]
+                    if method in entry.get("configs", {}) or record.get("budget") == 0)]
         for method, params, variant in chosen:
             for seed in record["eval_seeds"]:
                 row = run_log.get(run_key(preset, forget, method, entry["sparsity"], seed, params))
