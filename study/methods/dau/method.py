@@ -107,6 +107,7 @@ PRETRAIN_EPOCHS, PRETRAIN_MAX_ITERS = 10, 1000  # the reference's pre-training l
 ATTACKER_KEY_PARAMS = ("attacker_pretrain_iters", "attacker_pretrain_epochs", "pretrain_lr", "pretrain_batch_size",
                        "batch_size", "noise_copies", "use_softmax", "copies_per_forward")
 SPACES = {("fmnist-proxy", "random"): "fmnist-random", ("fmnist-proxy", "class"): "fmnist-classwise",
+          ("cifar10-proxy", "random"): "cifar10-random", ("cifar10-proxy", "class"): "cifar10-classwise",
           ("digits", "random"): "random", ("digits", "class"): "classwise"}  # DAU's space by preset and scheme
 
 
