@@ -36,7 +36,7 @@ from study.core.splits import forget_scheme
 from study.core.staging import write_file_atomically
 from study.core.stopping import stop_after_run_in_flight
 from study.engine.ray_cluster import ray_session
-from study.engine.seed_runs import RowProbes, rows_per_seed
+from study.engine.seed_runs import RowProbes, evaluation_row
 from study.engine.spaces import MethodSpace, SearchSpace, load_space
 from study.engine.study import StudyRequest, run_study, selection_note
 from study.evaluation.names import MIA_SUBSETS, PARETO, PARETO_OBJECTIVES
@@ -293,7 +293,7 @@ def evaluate_configs(request: ComparisonRequest, configs: dict[str, dict], defau
     on every evaluation seed (kept in runs.csv; a configuration equal to the defaults runs once; with
     budget 0 there is none, and the defaults rows get every probe, MIA-Efficacy's subsets included);
     a seed's data, models and held-out attackers are prepared only when one of its rows is missing."""
-    from study.engine.row_pool import PreparedSeeds
+    from study.engine.row_pool import PreparedSeeds, rows_in_workers, threads_per_worker
     from study.evaluation.heldout import RetrainFreeJudge
 
     cache = ArtifactCache(request.cache_dir)
@@ -311,19 +311,32 @@ def evaluate_configs(request: ComparisonRequest, configs: dict[str, dict], defau
     runs = [*((name, {}, probes) for name in REFERENCE_ROWS), *((m, p, probes) for m, p in configs.items()),
             *((method, params, replace(probes, mia_subsets=0) if request.budget else probes)
               for method, params in defaults.items() if method in configs or not request.budget)]
+    tasks, total = pending_row_tasks(runs, request.eval_seeds, lambda m, p, seed: row_key(request, m, p, seed),
+                                     run_log, log, prepared_for)
+    log(f"evaluation: {total - len(tasks)} of {total} rows kept in {run_log.path}; {len(tasks)} to run"
+        + (f", {request.eval_workers} at a time ({threads_per_worker(request.eval_workers)} thread(s) each)"
+           if request.eval_workers > 1 else ", one after another") + "; Ctrl+C keeps the row(s) in flight and "
+        "starts no more")
     if request.eval_workers > 1:
-        evaluate_in_workers(request, runs, run_log, log, prepared_for)
+        rows = rows_in_workers(tasks, request.eval_workers, request.experiment.as_dict(), request.cache_dir,
+                               request.quiet, log)
+        for done, row in enumerate(rows, 1):
+            record_row(row, run_log, log, done, len(tasks))
         return
-    tasks, _ = pending_row_tasks(runs, request.eval_seeds, lambda m, p, seed: row_key(request, m, p, seed), run_log,
-                                 log, prepared_for)
-    rerun = [task.key for task in tasks]  # rows kept against other references run again, as missing ones do
     with stop_after_run_in_flight(log) as stop:
-        for seed in request.eval_seeds:  # seed by seed: a comparison stopped early holds whole seeds
-            for method, params, row_probes in runs:
-                rows_per_seed(method, params, [seed], request.preset, request.experiment.forget,
-                              request.experiment.sparsity, prepared_for, run_log, log, row_probes, judge_for, stop,
-                              rerun=rerun)
+        for done, task in enumerate(tasks, 1):  # seed by seed (pending_row_tasks' order)
+            stop.raise_if_requested()
+            judge = judge_for(task.seed) if task.probes.heldout else None
+            record_row(evaluation_row(prepared_for(task.seed), task.method, task.params, task.key, task.probes,
+                                      judge=judge), run_log, log, done, len(tasks))
         stop.raise_if_requested()
+
+
+def record_row(row: dict, run_log: RunLog, log: Log, done: int, total: int) -> None:
+    """Keep one finished evaluation row in the run log (at once: a stopped comparison keeps it) and say so."""
+    run_log.add(row)
+    log(f"  [{done}/{total}] {row['method']} on seed {row['seed']}: Avg. Disparity {row['avg_disparity']:.2f}, "
+        f"{row['run_seconds']:.1f} s")
 
 
 def row_key(request: ComparisonRequest, method: str, params: dict, seed: int) -> dict:
@@ -343,7 +356,7 @@ def pending_row_tasks(runs: list[tuple[str, dict, RowProbes]], seeds: list[int],
 
     A method whose chosen configuration is its defaults lists the same row twice (chosen, then
     defaults); it runs once, with the first entry's probes (the chosen row's, which include
-    MIA-Efficacy's subsets), as the in-process loop does by finding it in the run log.
+    MIA-Efficacy's subsets). Tasks come seed by seed, in `runs`' order within a seed.
     """
     from study.engine.row_pool import RowTask
 
@@ -352,17 +365,17 @@ def pending_row_tasks(runs: list[tuple[str, dict, RowProbes]], seeds: list[int],
         for method, params, probes in runs:
             key = key_of(method, params, seed)
             distinct.setdefault(tuple(sorted(key.items())), RowTask(method, params, key, probes))
-    tasks = [task for task in distinct.values()
-             if run_log.reusable(task.key, method_class(task.method).fingerprint()) is None]
-    superseded = Counter(task.method for task in tasks
-                         if run_log.superseded(task.key, method_class(task.method).fingerprint()))
+    fingerprints = {task.method: method_class(task.method).fingerprint() for task in distinct.values()}
+    tasks = [task for task in distinct.values() if run_log.reusable(task.key, fingerprints[task.method]) is None]
+    superseded = Counter(task.method for task in tasks if run_log.superseded(task.key, fingerprints[task.method]))
     for method, count in superseded.items():
         log(f"{method}: {count} kept row(s) measured by another version of it (defaults, declarations or "
             "revision changed, or kept before versions were recorded): run again")
     if prepared_for is not None:
         pending = {tuple(sorted(task.key.items())) for task in tasks}
-        stale = stale_reference_keys([task.key for task in distinct.values()], pending, run_log, prepared_for, log)
-        tasks += [distinct[key] for key in stale]
+        stale = set(stale_reference_keys([task.key for task in distinct.values()], pending, run_log, prepared_for,
+                                         log))
+        tasks = [task for key, task in distinct.items() if key in pending or key in stale]
     return tasks, len(distinct)
 
 
@@ -392,22 +405,3 @@ def stale_reference_keys(keys: list[dict], pending: set[tuple], run_log: RunLog,
                 f"this cache holds ({', '.join(f'{k} {v}' for k, v in digests.items())}): run again")
             stale += [tuple(sorted(key.items())) for key in other]
     return stale
-
-
-def evaluate_in_workers(request: ComparisonRequest, runs: list[tuple[str, dict, RowProbes]], run_log: RunLog,
-                        log: Log, prepared_for: Callable[[int], Prepared] | None = None) -> None:
-    """The rows of `runs` (method, params, probes) not yet in the run log, `request.eval_workers` at
-    a time in their own processes (`study.engine.row_pool`); each is recorded as soon as it returns."""
-    from study.engine.row_pool import rows_in_workers, threads_per_worker
-
-    tasks, total = pending_row_tasks(runs, request.eval_seeds, lambda m, p, seed: row_key(request, m, p, seed),
-                                     run_log, log, prepared_for)
-    log(f"evaluation: {total - len(tasks)} of {total} rows kept in {run_log.path}; {len(tasks)} to run, "
-        f"{request.eval_workers} at a time ({threads_per_worker(request.eval_workers)} thread(s) each); "
-        "Ctrl+C keeps the rows in flight and starts no more")
-    rows = rows_in_workers(tasks, request.eval_workers, request.experiment.as_dict(), request.cache_dir,
-                           request.quiet, log)
-    for done, row in enumerate(rows, 1):
-        run_log.add(row)
-        log(f"  [{done}/{len(tasks)}] {row['method']} on seed {row['seed']}: Avg. Disparity "
-            f"{row['avg_disparity']:.2f}, {row['run_seconds']:.1f} s")

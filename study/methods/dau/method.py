@@ -2,54 +2,14 @@
 membership-inference attacker, keeps cross-entropy on the retain set, and (optionally) pulls
 forget-set features toward validation-set features with a Barlow Twins term.
 
-As SPEC.md describes the authors' public code (followed where it and the paper differ):
-  - the attacker is pre-trained once per original model, on the whole training set (members)
-    against the validation set (non-members), and shared by every run as a cached artifact
-    (`study.methods.dau.store`); each run loads the snapshot at `attacker_pretrain_iters` and
-    starts a fresh Adam. Its time is reported apart (`attacker_pretrain_seconds`), not as
-    unlearning time;
-  - the attacker reads raw logits by default (`use_softmax` is a searchable option);
-  - one iteration per retain batch, forget and validation batches of the same size: the
-    defender runs once, with gradients, on the forget batch and on the validation batch (each
-    with its m noisy copies); the attacker takes one step on the detached joint batch
-    cat[forget, validation]; the defender's loss reuses the same outputs, through the attacker
-    (train mode, as in the attacker's step) with the labels swapped:
-        CE(retain) + beta * (gamma * BT + alpha * L_adv);
-  - both networks stay in train mode throughout; forget and validation batches are augmented like
-    the retain set's in class-wise forgetting and taken as stored in random forgetting (the
-    reference converts them to test transforms only when no class is forgotten);
-  - class-wise forgetting switches after `stop_iter` (30) defender iterations: beta -> 0 and the
-    defender's rate becomes `stop_unlearn_lr`. After the switch the attacker and the forget /
-    validation forwards' gradients are skipped (SPEC.md allows it). The reference keeps running
-    them, and in train mode their forwards (clean batch, then its noisy copies as one batch, forget
-    then validation, before the retain batch) still move the batch-norm running statistics toward
-    the forget class; `bn_after_switch` (on by default, as the reference) repeats exactly those four
-    forwards without gradients, so the forget batches weigh in the running statistics as in the
-    reference's 2 + 2 + 1 forwards per iteration;
-  - defaults per setting as the reference's commands (`random_script.sh`, `classwise_script.sh`;
-    `REFERENCE_COMMANDS`): random lr 0.01, class-wise lr 0.02 switching after 30 iterations to
-    0.01, 3 epochs, on dense CIFAR-10; CIFAR-100 runs 5 epochs and keeps 0.02 after the switch;
-    95%-sparse CIFAR-10 random forgetting uses lr 0.03; sparse class-wise forgetting switches
-    after 20 iterations. Every other dataset follows CIFAR-10's commands, and any pruned original
-    the sparse ones (95% is the only sparse level the reference ran); batch 256.
-  - pre-training length as the reference bounds it: its pre-training runs inside the same epoch
-    loop over the retain loader as unlearning (`--unlearn_epochs`, 10 by default when
-    pre-training) and stops at 1,000 iterations, so by default the attacker is pre-trained for
-        min(attacker_pretrain_epochs x ceil(|retain| / batch_size), 1000)
-    iterations: 1,000 on CIFAR-10, 360 on the Fashion-MNIST proxy, 40 on digits. An explicit
-    `attacker_pretrain_iters` replaces the rule; the search spaces list `attacker_pretrain_epochs`.
-The defender sees the clean batch and each of its m noisy copies in forwards of B images
-(`copies_per_forward` = 1): the reference also runs the clean batch alone, and on 2 CPU cores
-one forward of (1 + m) x B images with gradients runs about half as fast per image
-(`python bench/dau_cost.py`). In train mode each forward normalises by its own statistics; the
-copies differ by the 1e-3 noise only (tests/test_dau.py checks how far the inputs move).
-Additions of this project, off by default: `repair_decay` anneals the rate after the switch to
-0 by a cosine; `bt_projector` applies Barlow Twins on a projector head (the paper's Sec. 3.4).
-Two more exist to ask why DAU under-forgets random data (`bench/dau_ablations.py`):
-`detach_validation` stops the defender's loss from moving the validation outputs (with the labels
-swapped, the reference's loss also pushes validation images to look like members, so the game can
-be won by moving validation toward the forget set instead of the reverse), and `attacker_steps`
-gives the attacker more updates per defender step (is a stronger attacker a stronger teacher?).
+It follows SPEC.md (the authors' public code) where that and the paper differ: the attacker is
+pre-trained once per original and shared as a cached artifact, its time reported apart; it reads
+raw logits; both networks stay in train mode; class-wise forgetting switches after `stop_iter`
+iterations (the attacker's forwards after it are kept for batch-norm only, `bn_after_switch`);
+defaults per setting are the reference's commands (`REFERENCE_COMMANDS`), the pre-training
+length its min(epochs x batches, 1000) rule. The point-by-point reading, the cost of the noisy
+copies and the project's additions (`repair_decay`, `bt_projector`, `detach_validation`,
+`attacker_steps`) are in docs/dau-design.md.
 """
 from __future__ import annotations
 
