@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                   "versions": package_versions(), "command": portable_command("python -m study.run", sys.argv[1:] if argv is None else argv)}
         metrics = {"method": method.name, "metrics": result.metrics, "run_seconds": result.run_seconds,
                    "retrain": prepared.retrain_metrics, "retrain_seconds": prepared.retrain_seconds,
-                   "original": prepared.original_metrics, "references": prepared.reference_digests(),
+                   "original": prepared.original_metrics, "references": {**prepared.reference_digests(), **result.artifact_digests},
                    "time_ratio_to_retrain": time_ratio(result.run_seconds, prepared.retrain_seconds),
                    **result.artifact_seconds, "epochs": result.epochs}
         margins = example_margins(result.model, prepared.data, prepared.splits, device, result.predictions)

@@ -39,7 +39,8 @@ def test_run_writes_a_complete_folder(finished_run):
     assert "Avg.Disparity" in stdout and "retrain" in stdout and "ft" in stdout
     assert "scored on the test set" in stdout
     references = json.loads((out / "metrics.json").read_text())["references"]
-    assert set(references) == {"original_digest", "retrain_digest"} and all(len(d) == 16 for d in references.values())
+    assert set(references) == {"original_digest", "retrain_digest", "forget_digest"}
+    assert all(len(d) == 16 for d in references.values())
 
 
 def test_load_run_recomputes_the_metrics_without_project_code(finished_run):

@@ -6,6 +6,7 @@ import torch
 from analysis.compare_table import reference_notes
 from study.core.models import build_model
 from study.engine.seed_runs import evaluation_row
+from study.core.cache import array_digest
 from study.experiment.artifacts import weights_digest
 from tests.conftest import FAST_METHOD_PARAMS
 
@@ -25,10 +26,21 @@ def test_the_digest_follows_the_weights_not_the_object():
 def test_every_row_records_its_references(digits_random):
     digests = digits_random.reference_digests()
     assert digests == {"original_digest": weights_digest(digits_random.original),
-                       "retrain_digest": weights_digest(digits_random.retrain)}
+                       "retrain_digest": weights_digest(digits_random.retrain),
+                       "forget_digest": array_digest(digits_random.splits.forget)}
     assert digests["original_digest"] != digests["retrain_digest"]
     row = evaluation_row(digits_random, "ga", FAST_METHOD_PARAMS["ga"], {"seed": 0})
-    assert row["original_digest"] == digests["original_digest"] and row["retrain_digest"] == digests["retrain_digest"]
+    assert all(row[name] == digest for name, digest in digests.items()) and "attacker_digest" not in row
+
+
+def test_a_dau_row_names_the_pretrained_attacker_it_loaded(digits_random):
+    """DAU's shared attacker is a cached artifact like the references: its row records its digest,
+    the same for two runs that load the same snapshot, another for another pre-training length."""
+    params = {**FAST_METHOD_PARAMS["dau"], "attacker_pretrain_iters": 5}
+    first, again = (evaluation_row(digits_random, "dau", params, {"seed": 0}) for _ in range(2))
+    longer = evaluation_row(digits_random, "dau", {**params, "attacker_pretrain_iters": 7}, {"seed": 0})
+    assert len(first["attacker_digest"]) == 16 and first["attacker_digest"] == again["attacker_digest"]
+    assert longer["attacker_digest"] != first["attacker_digest"]
 
 
 def test_a_table_says_when_a_seeds_rows_mix_references():

@@ -40,6 +40,19 @@ def array_digest(array) -> str:
     return hashlib.sha256(np.ascontiguousarray(array, dtype=np.int64).tobytes()).hexdigest()[:16]
 
 
+def state_digest(state: dict) -> str:
+    """SHA-256 (16 hex digits) of a state dict's tensors, by name, dtype, shape and bytes: the same for
+    the same weights wherever they were trained or saved, different for a model rebuilt under the same
+    cache key on another machine or thread count (float sums depend on both)."""
+    import torch
+
+    sha = hashlib.sha256()
+    for name, tensor in sorted(state.items()):
+        sha.update(name.encode() + b"\0" + str(tensor.dtype).encode() + str(tuple(tensor.shape)).encode())
+        sha.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return sha.hexdigest()[:16]
+
+
 class ArtifactCache:
     def __init__(self, root: str | os.PathLike = DEFAULT_CACHE_DIR):
         self.root = Path(root)

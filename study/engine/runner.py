@@ -27,6 +27,7 @@ class MethodResult:
     # the test-view (logits, labels) its metrics were computed from; None for the reference rows,
     # whose metrics come from the cache
     predictions: tuple | None = None
+    artifact_digests: dict[str, str] = field(default_factory=dict)  # shared artifacts it loaded, by name
 
 
 def run_method(prepared: Prepared, method: UnlearningMethod, log: Log = print,
@@ -58,4 +59,4 @@ def run_method(prepared: Prepared, method: UnlearningMethod, log: Log = print,
     seconds = method.setup_seconds + sum(row["seconds"] for row in epochs)
     metrics = dict(last_metrics) if last_metrics else prepared.evaluate(model, keep=kept)  # the last epoch's
     return MethodResult(method.name, method.params, model, metrics, seconds, epochs,
-                        method.shared_artifact_seconds(), kept.get("predictions"))
+                        method.shared_artifact_seconds(), kept.get("predictions"), method.shared_artifact_digests())

@@ -49,7 +49,7 @@ def evaluation_row(prepared: Prepared, method: str, params: dict, key: dict, pro
            **result.metrics, "run_seconds": result.run_seconds, **result.artifact_seconds,
            "retrain_seconds": prepared.retrain_seconds, "threads": torch.get_num_threads(),
            "retrain_threads": prepared.retrain_threads, "precision": prepared.config.precision,
-           **prepared.reference_digests(),
+           **prepared.reference_digests(), **result.artifact_digests,
            "metrics_version": METRICS_VERSION}
     # one prediction pass per row: the evaluation's, or (reference rows, evaluated when cached) one here
     predictions = result.predictions or split_logits(result.model, prepared.data, prepared.splits, prepared.device)

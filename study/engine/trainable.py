@@ -187,9 +187,10 @@ class UnlearningTrainable(tune.Trainable):
                 metrics.update(run.judge(model))
             self.eval_seconds += time.perf_counter() - began
         artifacts = run.method.shared_artifact_seconds() if run.method.model is not None else {}
+        digests = run.method.shared_artifact_digests() if run.method.model is not None else {}
         result = {**metrics, **{k: v for k, v in logs.items() if isinstance(v, (int, float))},
                   "run_seconds": run.run_seconds, **artifacts, "precision": run.prepared.config.precision,
-                  **run.prepared.reference_digests()}
+                  **run.prepared.reference_digests(), **digests}
         retrain_seconds = run.prepared.retrain_seconds
         if retrain_seconds:
             result.update(retrain_seconds=retrain_seconds,

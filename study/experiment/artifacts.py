@@ -12,7 +12,6 @@ ratio to Retrain's time means little when the two ran on different thread counts
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from study.core.cache import ArtifactCache, array_digest, source_digest
+from study.core.cache import ArtifactCache, array_digest, source_digest, state_digest
 from study.core.data import ImageDataset
 from study.core.errors import UserError
 from study.core.models import Defender, build_model, load_model_files, save_model_files
@@ -50,15 +49,9 @@ class TrainedModel:
 
 
 def weights_digest(model: torch.nn.Module) -> str:
-    """SHA-256 (16 hex digits) of a model's parameters and buffers, by name: the same for the same
-    weights wherever they were trained or saved, and different for a model rebuilt under the same cache
-    key on another machine or thread count (float sums depend on both). Rows record it, so that a
+    """The digest of a model's parameters and buffers (`state_digest`). Rows record it, so that a
     table can tell which reference models each of its rows was measured against."""
-    sha = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        sha.update(name.encode() + b"\0" + str(tensor.dtype).encode() + str(tuple(tensor.shape)).encode())
-        sha.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return sha.hexdigest()[:16]
+    return state_digest(model.state_dict())
 
 
 def model_key(config: ExperimentConfig, role: str, train_idx: np.ndarray, seed: int,

@@ -65,8 +65,10 @@ class Prepared:
                            pixel_mean=d.pixel_mean)
 
     def reference_digests(self) -> dict[str, str]:
-        """The weights digests of the original and Retrain a row is measured against, for its record."""
-        digests = {"original_digest": self.original_digest}
+        """What a row is measured against, for its record: the weights digests of the original and
+        Retrain, and the digest of the forget set's indices (a memorised forget set depends on the
+        memorisation folds' models, so the same spec can name other samples on another machine)."""
+        digests = {"original_digest": self.original_digest, "forget_digest": array_digest(self.splits.forget)}
         if self.retrain is not None:
             digests["retrain_digest"] = self.retrain_digest
         return digests

@@ -182,6 +182,11 @@ class UnlearningMethod:
         attacker), by name: reported beside the run time, not in it."""
         return {}
 
+    def shared_artifact_digests(self) -> dict[str, str]:
+        """Digests of the shared artifacts this run loaded (DAU's pre-trained attacker), by name: rows
+        record them beside the reference models' digests, so a row names everything it was measured on."""
+        return {}
+
     def validate(self) -> None:
         """Cross-parameter checks; raise `UserError` before any training starts."""
 

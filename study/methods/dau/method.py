@@ -21,6 +21,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from study.core.cache import state_digest
 from study.core.errors import UserError
 from study.core.progress import Progress
 from study.core.train import check_finite
@@ -226,6 +227,7 @@ class DAU(UnlearningMethod):
         pretrained = self._load_attacker(self.model, data)
         self.artifact_seconds = time.perf_counter() - began
         self.pretrain_logs = {"attacker_pretrain_seconds": pretrained.seconds, **pretrained.stats}
+        self.attacker_digest = state_digest(pretrained.state)
         torch.manual_seed(data.seed)  # the attacker's dropout during unlearning
         self.attacker = SelfAttentionAttacker(data.num_classes).to(data.device)
         self.attacker.load_state_dict(pretrained.state)
@@ -255,6 +257,9 @@ class DAU(UnlearningMethod):
 
     def shared_artifact_seconds(self) -> dict[str, float]:
         return {"attacker_pretrain_seconds": self.pretrain_logs["attacker_pretrain_seconds"]}
+
+    def shared_artifact_digests(self) -> dict[str, str]:
+        return {"attacker_digest": self.attacker_digest}
 
     def _inputs(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> AttackInputs:
         return attack_inputs(self.model, x, y, self.data.num_classes, self.noise_copies, generator or self.generator,
