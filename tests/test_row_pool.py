@@ -118,3 +118,32 @@ def test_a_chosen_configuration_equal_to_the_defaults_is_one_row_per_seed(tmp_pa
     sfr = [task for task in tasks if task.method == "sfr-on"]
     assert len(sfr) == 2 and all(task.probes.mia_subsets == 5 for task in sfr)
     assert len({tuple(sorted(task.key.items())) for task in tasks}) == 8
+
+
+def test_ctrl_c_during_a_comparison_leaves_no_worker_and_no_table(cache_dir, tmp_path):
+    """Ctrl+C while `study.compare --eval-workers 2` has rows in flight: the command ends with an
+    error status, keeps the rows that finished, writes no table.md (an interrupted comparison must
+    not look complete), and none of the processes it started (the spawned workers) outlives it."""
+    import subprocess
+    import sys
+
+    from tests.conftest import FAST_EPOCHS
+    from tests.processes import TAG_VARIABLE, new_tag, survivors
+
+    tag, out = new_tag(), tmp_path / "out"
+    command = [sys.executable, "-m", "study.compare", "--methods", "ft", "ga", "--budget", "0", "--eval-seeds",
+               "1", "2", "--epochs", str(FAST_EPOCHS), "--eval-workers", "2", "--relearn", "0", "--no-heldout",
+               "--cache-dir", str(cache_dir), "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, TAG_VARIABLE: tag})
+    seen = []
+    for line in process.stdout:  # the rows are handed to the workers right after this line
+        seen.append(line)
+        if line.startswith("evaluation:"):
+            break
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=300)
+    assert process.returncode != 0, "".join(seen) + rest
+    assert not (out / "table.md").exists()
+    assert survivors(tag, grace_s=20.0, ignore="resource_tracker") == {}
