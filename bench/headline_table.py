@@ -2,57 +2,67 @@
 
 For each comparison folder (`study.compare --out`): Avg. Disparity mean ± std and median over its
 evaluation seeds, the method's rank by the mean, and time/Retrain without and with the shared
-pre-training (DAU's attacker). Reads compare.json and runs.csv only; trains nothing.
+pre-training (DAU's attacker). Reads compare.json and runs.csv only; trains nothing. A folder
+reads its tuned rows, or with `:defaults` after its name its documented-defaults rows (a
+`--budget 0` comparison has only those, and reads them either way).
 
     python bench/headline_table.py docs/compare-fmnist-random10 docs/compare-fmnist-class0
+    python bench/headline_table.py docs/table1-fmnist-random10:defaults docs/table1-cifar10-random10-defaults
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from analysis.compare_table import kept_runs, with_time_ratios
+from analysis.formatting import markdown_table, mean_std
+from study.core.errors import UserError, cli_entry
+from study.methods import display_name
+from study.methods import sort_key as method_sort_key
+from study.records.comparison import DEFAULTS, REFERENCE_ROWS, TUNED
 
-from analysis.compare_table import kept_runs, with_time_ratios  # noqa: E402
-from analysis.formatting import markdown_table, mean_std  # noqa: E402
-from study.core.errors import UserError, cli_entry  # noqa: E402
-from study.methods import display_name  # noqa: E402
-from study.methods import sort_key as method_sort_key  # noqa: E402
-from study.records.comparison import REFERENCE_ROWS, TUNED  # noqa: E402
+DEFAULTS_SUFFIX = ":defaults"
 
 
-def comparison_columns(folder: Path, level: str = "dense") -> tuple[str, pd.DataFrame]:
-    """(the comparison's forget spec, one row per method: disparity cells, rank, time ratios)."""
+def comparison_columns(folder: Path, level: str = "dense", defaults: bool = False) -> tuple[str, pd.DataFrame]:
+    """(the column group's name, one row per method: disparity cells, rank, time ratios), from the
+    comparison's tuned rows or, with `defaults` (or a budget-0 comparison), its defaults rows."""
     record, runs_by_level = kept_runs(folder)
     runs = runs_by_level.get(level)
     if runs is None:
         raise UserError(f"{folder}: no evaluation rows for level {level}")
-    runs = with_time_ratios(runs[runs["variant"] == TUNED])
+    defaults = defaults or record.get("budget") == 0
+    wanted = (runs["variant"] == DEFAULTS) | runs["method"].isin(REFERENCE_ROWS) if defaults else (
+        runs["variant"] == TUNED)
+    runs = with_time_ratios(runs[wanted])
     grouped = runs.groupby("method")
     stats = pd.DataFrame({"mean": grouped["avg_disparity"].mean(), "std": grouped["avg_disparity"].std(),
                           "median": grouped["avg_disparity"].median(), "ratio": grouped["time_ratio"].mean(),
                           "with_shared": grouped["time_ratio_with_shared"].mean()})
     ranked = stats.drop(index=list(REFERENCE_ROWS), errors="ignore")["mean"].rank(method="min").astype(int)
-    forget = record["experiment"]["forget"]
+    seeds = runs.groupby("method")["seed"].nunique().max()
+    name = (f"{record['experiment']['dataset']} {record['experiment']['forget']}"
+            + (" defaults" if defaults else " tuned") + f", {seeds} seeds")
     table = pd.DataFrame({
-        f"{forget}: Avg. Disparity": [mean_std(r["mean"], r["std"]) for _, r in stats.iterrows()],
-        f"{forget}: median": [f"{r['median']:.2f}" for _, r in stats.iterrows()],
-        f"{forget}: rank": [str(ranked.get(m, "–")) for m in stats.index],
-        f"{forget}: time / Retrain": [
+        f"{name}: Avg. Disparity": [mean_std(r["mean"], r["std"]) for _, r in stats.iterrows()],
+        f"{name}: median": [f"{r['median']:.2f}" for _, r in stats.iterrows()],
+        f"{name}: rank": [str(ranked.get(m, "–")) for m in stats.index],
+        f"{name}: time / Retrain": [
             f"{r['ratio']:.2f}" + (f" ({r['with_shared']:.2f})" if r["with_shared"] > r["ratio"] + 1e-9 else "")
             for _, r in stats.iterrows()]}, index=stats.index)
-    return forget, table
+    return name, table
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/headline_table.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("folders", nargs="+", help="comparison folders written by python -m study.compare")
+    parser.add_argument("folders", nargs="+", help="comparison folders written by python -m study.compare, each "
+                        "optionally followed by :defaults (its documented-defaults rows instead of its tuned ones)")
     parser.add_argument("--level", default="dense", help="sparsity level (default dense)")
     args = parser.parse_args(argv)
-    tables = [comparison_columns(Path(folder), args.level)[1] for folder in args.folders]
+    tables = [comparison_columns(Path(folder.removesuffix(DEFAULTS_SUFFIX)), args.level,
+                                 folder.endswith(DEFAULTS_SUFFIX))[1] for folder in args.folders]
     joined = pd.concat(tables, axis=1).fillna("–")
     joined = joined.loc[sorted(joined.index, key=method_sort_key)]
     joined.insert(0, "method", [display_name(m) for m in joined.index])
