@@ -183,6 +183,21 @@ def reference_notes(runs: pd.DataFrame) -> list[str]:
     return notes
 
 
+def unfinished_note(runs: pd.DataFrame, eval_seeds: list[int]) -> str | None:
+    """A line for a comparison whose rows do not yet cover every evaluation seed (stopped, to be
+    resumed by the same command): which seeds have rows, and the rows on fewer seeds than the most
+    complete one, so that a partial table never reads as the finished one."""
+    counts = with_row_names(runs).groupby("row")["seed"].nunique()
+    present = sorted(int(seed) for seed in runs["seed"].unique())
+    if len(present) == len(eval_seeds) and (counts == len(eval_seeds)).all():
+        return None
+    short = counts[counts < counts.max()]
+    return (f"Unfinished: rows exist on seed(s) {', '.join(map(str, present))} of the evaluation seeds "
+            f"{', '.join(map(str, eval_seeds))}, so each mean is over the seeds a row has"
+            + (f"; on fewer seeds than the rest: {', '.join(f'{row} ({n})' for row, n in short.items())}"
+               if len(short) else "") + ". The same command resumes the comparison.")
+
+
 def older_metric_rows(runs: pd.DataFrame) -> int:
     """Rows whose metrics predate today's definitions (`METRICS_VERSION`; version 1 fitted
     MIA-Efficacy's SVM on unequal sets where test outnumbers retain)."""
@@ -305,7 +320,8 @@ def render(record: dict, runs_by_level: dict[str, pd.DataFrame], subsets: int, f
         entry = record["levels"][name]
         order = sorted({*REFERENCE_ROWS, *entry["methods"]}, key=method_sort_key)
         robust, best = robustness_table(runs, order, subsets)
-        sections += [f"### {sparsity_label(entry['sparsity'])}", "",
+        unfinished = unfinished_note(runs, record["eval_seeds"])
+        sections += [f"### {sparsity_label(entry['sparsity'])}", "", *([f"**{unfinished}**", ""] if unfinished else []),
                      markdown_table(summary_table(runs, order, entry["failed"], subsets)), "",
                      "Robustness and probes: each metric's mean absolute gap to Retrain; MIA collapses (MIA-Efficacy "
                      f"≥ {COLLAPSE_AT:g} while Retrain's is below {RETRAIN_BELOW:g} on the seed); {relearn}"

@@ -319,3 +319,14 @@ def test_kept_rows_measured_against_other_references_run_again(compared, cache_d
     assert f"seed 1: {int(ft.sum())} kept row(s) were measured against another original or Retrain" in result.stdout
     again = pd.read_csv(copy / "runs.csv")
     assert set(again.loc[(again["method"] == "ft") & (again["seed"] == 1), "original_digest"]) == {true_digest}
+
+
+def test_a_table_of_an_unfinished_comparison_says_which_seeds_it_covers():
+    from analysis.compare_table import unfinished_note
+
+    rows = pd.DataFrame({"method": ["retrain", "ft", "ga", "retrain", "ft"], "seed": [1, 1, 1, 2, 2],
+                         "variant": ["tuned"] * 5})
+    note = unfinished_note(rows, [1, 2, 3])
+    assert "seed(s) 1, 2 of the evaluation seeds 1, 2, 3" in note and "GA (1)" in note and "FT (" not in note
+    complete = pd.DataFrame({"method": ["retrain", "ft"] * 2, "seed": [1, 1, 2, 2], "variant": ["tuned"] * 4})
+    assert unfinished_note(complete, [1, 2]) is None
