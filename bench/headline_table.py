@@ -24,6 +24,7 @@ from study.methods import sort_key as method_sort_key
 from study.records.comparison import DEFAULTS, REFERENCE_ROWS, TUNED
 
 DEFAULTS_SUFFIX = ":defaults"
+COLUMNS = ("Avg. Disparity", "median", "rank", "time / Retrain")  # each folder's, in this order
 
 
 def comparison_columns(folder: Path, level: str = "dense", defaults: bool = False) -> tuple[str, pd.DataFrame]:
@@ -60,10 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folders", nargs="+", help="comparison folders written by python -m study.compare, each "
                         "optionally followed by :defaults (its documented-defaults rows instead of its tuned ones)")
     parser.add_argument("--level", default="dense", help="sparsity level (default dense)")
+    parser.add_argument("--columns", nargs="+", choices=COLUMNS, default=list(COLUMNS),
+                        help=f"which columns each folder gets (default: all of {', '.join(COLUMNS)})")
     args = parser.parse_args(argv)
     tables = [comparison_columns(Path(folder.removesuffix(DEFAULTS_SUFFIX)), args.level,
                                  folder.endswith(DEFAULTS_SUFFIX))[1] for folder in args.folders]
     joined = pd.concat(tables, axis=1).fillna("–")
+    joined = joined[[c for c in joined.columns if c.rsplit(": ", 1)[1] in args.columns]]
     joined = joined.loc[sorted(joined.index, key=method_sort_key)]
     joined.insert(0, "method", [display_name(m) for m in joined.index])
     print(markdown_table(joined.reset_index(drop=True)))
