@@ -35,25 +35,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from analysis.formatting import mean_std as format_mean_std  # noqa: E402
-from study.cli_common import parse_params, set_threads  # noqa: E402
-from study.core.cache import ArtifactCache  # noqa: E402
-from study.core.errors import UserError, cli_entry  # noqa: E402
-from study.core.inference import predict_logits  # noqa: E402
-from study.core.splits import forget_scheme  # noqa: E402
-from study.core.staging import write_file_atomically  # noqa: E402
-from study.core.stopping import stop_after_run_in_flight  # noqa: E402
-from study.engine.row_pool import PreparedSeeds, run_in_workers, worker_prepared  # noqa: E402
-from study.evaluation.metrics import accuracy  # noqa: E402
-from study.evaluation.mia import SIGNALS  # noqa: E402
-from study.experiment.config import experiment_from_preset  # noqa: E402
-from study.experiment.prepare import Prepared, load_experiment  # noqa: E402
-from study.methods import build_method, method_class  # noqa: E402
-from study.records.paths import portable_command  # noqa: E402
+from analysis.formatting import mean_std as format_mean_std
+from study.cli_common import parse_params, set_threads
+from study.core.cache import ArtifactCache
+from study.core.errors import UserError, cli_entry
+from study.core.inference import predict_logits
+from study.core.splits import forget_scheme
+from study.core.staging import write_file_atomically
+from study.core.stopping import stop_after_run_in_flight
+from study.engine.row_pool import PreparedSeeds, run_in_workers, worker_prepared
+from study.evaluation.metrics import accuracy
+from study.evaluation.mia import SIGNALS
+from study.experiment.config import experiment_from_preset
+from study.experiment.prepare import Prepared, load_experiment
+from study.methods import build_method, method_class
+from study.records.paths import portable_command
 
 REFERENCE_STEPS = 477  # the reference's defender steps on CIFAR-10 (3 epochs of 159 retain batches)
 VARIANTS = {"reference": {}, "detach-validation": {"detach_validation": True},

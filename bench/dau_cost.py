@@ -13,23 +13,19 @@ the time, so the model is freshly initialised and no original needs training.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from study.cli_common import set_threads  # noqa: E402
-from study.core.data import load_dataset  # noqa: E402
-from study.core.errors import cli_entry  # noqa: E402
-from study.core.models import build_model  # noqa: E402
-from study.experiment.config import PRESETS, experiment_from_preset  # noqa: E402
-from study.experiment.unlearn_data import UnlearnData  # noqa: E402
-from study.methods import build_method  # noqa: E402
-from study.methods.dau.attacker import AttackerSettings, pretrain_attacker  # noqa: E402
+from study.cli_common import set_threads
+from study.core.data import load_dataset
+from study.core.errors import cli_entry
+from study.core.models import build_model
+from study.experiment.config import PRESETS, experiment_from_preset
+from study.experiment.unlearn_data import UnlearnData
+from study.methods import build_method
+from study.methods.dau.attacker import AttackerSettings, pretrain_attacker
 
 
 def plain_steps(model, x, y, batch: int, steps: int) -> float:

@@ -16,22 +16,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
-
-from study.core.cache import ArtifactCache  # noqa: E402
-from study.core.errors import cli_entry  # noqa: E402
-from study.evaluation.evaluate import split_logits  # noqa: E402
-from study.evaluation.metrics import metric_mia_efficacies, mia_efficacy, true_label_confidence  # noqa: E402
-from study.experiment.config import PRESETS, experiment_from_preset, resolve_experiment  # noqa: E402
-from study.experiment.prepare import prepare  # noqa: E402
-from study.methods import build_method  # noqa: E402
+from study.core.cache import ArtifactCache
+from study.core.errors import cli_entry
+from study.evaluation.evaluate import split_logits
+from study.evaluation.metrics import metric_mia_efficacies, mia_efficacy, true_label_confidence
+from study.experiment.config import PRESETS, experiment_from_preset, resolve_experiment
+from study.experiment.prepare import prepare
+from study.methods import build_method
 
 
 def median_seconds(work, repeats: int) -> float:

@@ -26,27 +26,25 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from study.cli_common import (  # noqa: E402
+from study.cli_common import (
     add_experiment_arguments,
     experiment_overrides,
     resolve_device,
     set_threads,
 )
-from study.core.cache import ArtifactCache  # noqa: E402
-from study.core.errors import UserError, cli_entry  # noqa: E402
-from study.core.staging import write_file_atomically  # noqa: E402
-from study.core.versions import cpu_name, package_versions  # noqa: E402
-from study.engine.runner import run_method  # noqa: E402
-from study.evaluation.names import HEADLINE, time_ratio  # noqa: E402
-from study.experiment.config import experiment_from_preset  # noqa: E402
-from study.experiment.prepare import prepare  # noqa: E402
-from study.methods import METHODS, build_method  # noqa: E402
-from study.records.method_config import read_method_config  # noqa: E402
-from study.records.paths import portable_command  # noqa: E402
+from study.core.cache import ArtifactCache
+from study.core.errors import UserError, cli_entry
+from study.core.staging import write_file_atomically
+from study.core.versions import cpu_name, package_versions
+from study.engine.runner import run_method
+from study.evaluation.names import HEADLINE, time_ratio
+from study.experiment.config import experiment_from_preset
+from study.experiment.prepare import prepare
+from study.methods import METHODS, build_method
+from study.records.method_config import read_method_config
+from study.records.paths import portable_command
 
 COLUMNS = HEADLINE
 

@@ -15,22 +15,18 @@ read MIA-Efficacy 100.)
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from study.cli_common import parse_params, set_threads  # noqa: E402
-from study.core.cache import ArtifactCache  # noqa: E402
-from study.core.errors import cli_entry  # noqa: E402
-from study.engine.runner import run_method  # noqa: E402
-from study.evaluation.evaluate import split_logits  # noqa: E402
-from study.evaluation.metrics import fit_svm, mia_efficacy, mia_sets, true_label_confidence  # noqa: E402
-from study.experiment.config import PRESETS, experiment_from_preset  # noqa: E402
-from study.experiment.prepare import prepare  # noqa: E402
-from study.methods import METHODS, build_method  # noqa: E402
+from study.cli_common import parse_params, set_threads
+from study.core.cache import ArtifactCache
+from study.core.errors import cli_entry
+from study.engine.runner import run_method
+from study.evaluation.evaluate import split_logits
+from study.evaluation.metrics import fit_svm, mia_efficacy, mia_sets, true_label_confidence
+from study.experiment.config import PRESETS, experiment_from_preset
+from study.experiment.prepare import prepare
+from study.methods import METHODS, build_method
 
 
 def unequal_mia_efficacy(retain: np.ndarray, test: np.ndarray, forget: np.ndarray, seed: int) -> float:

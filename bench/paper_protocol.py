@@ -28,22 +28,20 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from analysis.compare_table import with_time_ratios  # noqa: E402
-from analysis.formatting import markdown_table  # noqa: E402
-from analysis.table import TABLE_COLUMNS, sparsity_label, summarize, wide_table  # noqa: E402
-from study.cli_common import add_experiment_arguments, experiment_overrides, resolve_device, set_threads  # noqa: E402
-from study.core.cache import ArtifactCache  # noqa: E402
-from study.core.errors import UserError, cli_entry  # noqa: E402
-from study.core.stopping import stop_after_run_in_flight  # noqa: E402
-from study.core.versions import package_versions  # noqa: E402
-from study.engine.row_pool import PreparedSeeds  # noqa: E402
-from study.engine.seed_runs import rows_per_seed  # noqa: E402
-from study.experiment.config import experiment_from_preset  # noqa: E402
-from study.methods import build_method  # noqa: E402
-from study.records.method_config import read_method_config  # noqa: E402
-from study.records.run_log import RunLog  # noqa: E402
+from analysis.compare_table import with_time_ratios
+from analysis.formatting import markdown_table
+from analysis.table import TABLE_COLUMNS, sparsity_label, summarize, wide_table
+from study.cli_common import add_experiment_arguments, experiment_overrides, resolve_device, set_threads
+from study.core.cache import ArtifactCache
+from study.core.errors import UserError, cli_entry
+from study.core.stopping import stop_after_run_in_flight
+from study.core.versions import package_versions
+from study.engine.row_pool import PreparedSeeds
+from study.engine.seed_runs import rows_per_seed
+from study.experiment.config import experiment_from_preset
+from study.methods import build_method
+from study.records.method_config import read_method_config
+from study.records.run_log import RunLog
 
 DEFAULT_METHODS = ("ft", "ga", "ff", "iu", "rl", "salun", "scrub", "dau")
 

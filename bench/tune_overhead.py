@@ -20,14 +20,13 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from study.core.cache import ArtifactCache
+from study.engine.runner import run_method
+from study.experiment.config import experiment_from_preset
+from study.experiment.prepare import prepare
+from study.methods import build_method
 
-from study.core.cache import ArtifactCache  # noqa: E402
-from study.engine.runner import run_method  # noqa: E402
-from study.experiment.config import experiment_from_preset  # noqa: E402
-from study.experiment.prepare import prepare  # noqa: E402
-from study.methods import build_method  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 LEARNING_RATES = [0.002, 0.004, 0.006, 0.008, 0.01, 0.012]
 

@@ -79,3 +79,12 @@ def test_a_wrong_way_import_is_caught(tmp_path):
     module.write_text("def f():\n    from study.engine.study import run_study\n")
     (imported, _), = imports(module)
     assert LAYERS.index(layer_of(imported)) > LAYERS.index("study.core")
+
+
+def test_bench_scripts_import_the_installed_package_without_path_edits():
+    """bench/ scripts run as `python bench/<script>.py` against the installed package (`pip install -e .`):
+    none edits sys.path to find it."""
+    editing = [path.name for path in sorted(ROOT.glob("bench/*.py"))
+               if any(isinstance(node, ast.Attribute) and node.attr == "path" and isinstance(node.value, ast.Name)
+                      and node.value.id == "sys" for node in ast.walk(ast.parse(path.read_text())))]
+    assert not editing, f"bench scripts that touch sys.path: {', '.join(editing)}"
