@@ -21,7 +21,7 @@ from scipy import stats
 from analysis.formatting import markdown_table
 from study.core.cache import DEFAULT_CACHE_DIR
 from study.core.errors import UserError, cli_entry
-from study.evaluation.names import HEADLINE
+from study.evaluation.names import HEADLINE, METRIC_NAMES
 from study.records.trials import finished, load_study
 
 SCORE = "retrain_free_score"
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.compute_disparity:
         frame = compute_disparity(frame, os.path.expanduser(args.cache_dir))
     summary = selection_summary(frame)
-    shown = finished(frame, SCORE)[["trial_id", SCORE, "avg_disparity", "UA", "MIA-Efficacy", "RA", "TA"]]
+    shown = finished(frame, SCORE)[["trial_id", SCORE, "avg_disparity", *METRIC_NAMES]]
     print(markdown_table(shown, digits=2))
     print()
     print(f"trials: {summary['trials']}; Spearman rho(retrain-free score, Avg. Disparity) = "

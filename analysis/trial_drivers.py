@@ -20,8 +20,9 @@ import pandas as pd
 
 from analysis.formatting import markdown_table
 from study.core.errors import UserError, cli_entry
+from study.evaluation.names import HEADLINE
 
-METRICS = ("UA", "MIA-Efficacy", "RA", "TA", "avg_disparity")
+METRICS = HEADLINE  # the four metrics, then Avg. Disparity
 
 
 def read_trials(path: str | Path) -> pd.DataFrame:

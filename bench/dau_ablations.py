@@ -48,6 +48,7 @@ from study.core.stopping import stop_after_run_in_flight
 from study.engine.row_pool import PreparedSeeds, run_in_workers, worker_prepared
 from study.evaluation.metrics import accuracy
 from study.evaluation.mia import SIGNALS
+from study.evaluation.names import HEADLINE
 from study.experiment.config import experiment_from_preset
 from study.experiment.prepare import Prepared, load_experiment
 from study.methods import build_method, method_class
@@ -56,7 +57,7 @@ from study.records.paths import portable_command
 REFERENCE_STEPS = 477  # the reference's defender steps on CIFAR-10 (3 epochs of 159 retain batches)
 VARIANTS = {"reference": {}, "detach-validation": {"detach_validation": True},
             "attacker-steps-5": {"attacker_steps": 5}}
-METRICS = ("UA", "MIA-Efficacy", "RA", "TA", "avg_disparity")
+METRICS = HEADLINE  # the four metrics, then Avg. Disparity
 BEST_METRIC_ATTACK = tuple(f"mia/{signal}_bacc" for signal in SIGNALS)  # each metric attack's balanced accuracy
 
 

@@ -42,13 +42,14 @@ from study.core.precision import bf16_support
 from study.core.staging import write_file_atomically
 from study.core.versions import cpu_name, package_versions
 from study.engine.runner import run_method
+from study.evaluation.names import HEADLINE
 from study.experiment.config import resolve_experiment
 from study.experiment.prepare import prepare
 from study.methods import build_method
 from study.records.paths import portable_command
 
 PRECISIONS = ("fp32", "bf16")
-METRICS = ("UA", "MIA-Efficacy", "RA", "TA", "avg_disparity")
+METRICS = HEADLINE  # the four metrics, then Avg. Disparity
 DEFAULT_METHODS = ("ft", "neggrad+", "dau")
 
 
