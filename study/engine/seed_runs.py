@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import torch
-
 from study.core.progress import Log
 from study.core.stopping import StopRequest
+from study.engine.rows import cost_fields
 from study.engine.runner import run_method
 from study.evaluation.evaluate import mia_efficacy_spread, split_logits
 from study.evaluation.margins import example_margins
@@ -45,11 +44,8 @@ def evaluation_row(prepared: Prepared, method: str, params: dict, key: dict, pro
     TPR at 1% FPR). `margins` holds the per-example margins on forget, retain and test, which the
     run log writes to a file beside itself (`RunLog.add`)."""
     result = run_method(prepared, build_method(method, params), log=log)
-    row = {**key, "method_fingerprint": method_class(method).fingerprint(),
-           **result.metrics, "run_seconds": result.run_seconds, **result.artifact_seconds,
-           "retrain_seconds": prepared.retrain_seconds, "threads": torch.get_num_threads(),
-           "retrain_threads": prepared.retrain_threads, "precision": prepared.config.precision,
-           **prepared.reference_digests(), **result.artifact_digests,
+    row = {**key, "method_fingerprint": method_class(method).fingerprint(), **result.metrics,
+           **cost_fields(prepared, result.run_seconds, result.artifact_seconds, result.artifact_digests),
            "metrics_version": METRICS_VERSION}
     # one prediction pass per row: the evaluation's, or (reference rows, evaluated when cached) one here
     predictions = result.predictions or split_logits(result.model, prepared.data, prepared.splits, prepared.device)

@@ -56,8 +56,8 @@ from ray import tune
 from study.core.cache import ArtifactCache
 from study.core.errors import UserError
 from study.core.progress import set_quiet
+from study.engine.rows import cost_fields
 from study.evaluation.heldout import RetrainFreeJudge
-from study.evaluation.names import time_ratio
 from study.evaluation.seeds import mean_over_seeds
 from study.experiment.config import ExperimentConfig
 from study.experiment.prepare import Prepared, prepare
@@ -189,15 +189,7 @@ class UnlearningTrainable(tune.Trainable):
         artifacts = run.method.shared_artifact_seconds() if run.method.model is not None else {}
         digests = run.method.shared_artifact_digests() if run.method.model is not None else {}
         result = {**metrics, **{k: v for k, v in logs.items() if isinstance(v, (int, float))},
-                  "run_seconds": run.run_seconds, **artifacts, "precision": run.prepared.config.precision,
-                  **run.prepared.reference_digests(), **digests}
-        retrain_seconds = run.prepared.retrain_seconds
-        if retrain_seconds:
-            result.update(retrain_seconds=retrain_seconds,
-                          time_ratio_to_retrain=time_ratio(run.run_seconds, retrain_seconds))
-            if artifacts:
-                result["time_ratio_to_retrain_with_artifacts"] = time_ratio(run.run_seconds, retrain_seconds,
-                                                                            sum(artifacts.values()))
+                  **cost_fields(run.prepared, run.run_seconds, artifacts, digests)}
         for name, value in (run.prepared.reference_metrics(view) or {}).items():
             result[f"retrain/{name}"] = value
         if self.device == "cuda":  # what a fractional GPU share must hold (bench/gpu_check.sh reads it)
