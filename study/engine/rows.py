@@ -17,7 +17,8 @@ from study.experiment.prepare import Prepared
 
 def cost_fields(prepared: Prepared, run_seconds: float, artifact_seconds: dict[str, float],
                 artifact_digests: dict[str, str]) -> dict:
-    """The cost and provenance fields of one run on `prepared` (see the module's docstring)."""
+    """The cost and provenance fields of one run on `prepared` (see the module's docstring); those
+    without a value (Retrain's, for a study that never trains Retrain) are left out."""
     fields = {"run_seconds": run_seconds, **artifact_seconds, **artifact_digests,
               "retrain_seconds": prepared.retrain_seconds, "threads": torch.get_num_threads(),
               "retrain_threads": prepared.retrain_threads, "precision": prepared.config.precision,
@@ -27,4 +28,4 @@ def cost_fields(prepared: Prepared, run_seconds: float, artifact_seconds: dict[s
         if artifact_seconds:
             fields["time_ratio_to_retrain_with_artifacts"] = time_ratio(run_seconds, prepared.retrain_seconds,
                                                                         sum(artifact_seconds.values()))
-    return fields
+    return {name: value for name, value in fields.items() if value is not None}
