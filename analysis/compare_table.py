@@ -135,7 +135,7 @@ def robustness_table(runs: pd.DataFrame, order: list[str], subsets: int) -> tupl
         elif row_name in paired:
             d = paired[row_name]
             interval = f" [{d['low']:+.2f}, {d['high']:+.2f}]" if d["n"] >= 2 else ""
-            p_value = f"; p {d['p']:.3f}" if d["p"] == d["p"] else ""
+            p_value = f"; p {d['p']:.3f}" if d["p"] == d["p"] and d["n"] >= 2 else ""  # one seed pairs nothing
             row["Δ Avg. Disparity to the best (95% CI; Wilcoxon p)"] = f"{d['mean']:+.2f}{interval}{p_value}"
         table_rows.append(row)
     return pd.DataFrame(table_rows).fillna("–"), best
@@ -328,7 +328,7 @@ def render(record: dict, runs_by_level: dict[str, pd.DataFrame], subsets: int, f
                      "the held-out attacks' (fresh SAMIA, offline "
                      f"RMIA) stronger TPR at 1% FPR, forget vs unseen validation samples; ⚑: MIA-Efficacy's spread "
                      f"over {subsets} member subsets exceeds its gap to the nearest other row; Avg. Disparity minus "
-                     f"the best tuned method's ({best}), paired over the {len(record['eval_seeds'])} seeds (with n "
+                     f"the best tuned method's ({best}), paired over the {runs['seed'].nunique()} seeds with rows (with n "
                      "seeds the smallest two-sided Wilcoxon p is 2/2^n: below 6 seeds none reaches 0.05).", "",
                      markdown_table(robust), ""]
         tuning = tuning_table(folder, name, order) if folder is not None else None
